@@ -1,0 +1,46 @@
+//! The read-only configuration global (`TCPWATCH_CONFIG`) that user space sets
+//! before the programs are loaded.
+
+use crate::{
+    filter::FilterConfig,
+    layout::{KernelLayout, TcpStates, TpLayout},
+};
+
+/// Name of the global in the eBPF object.
+pub const CONFIG_SYMBOL: &str = "TCPWATCH_CONFIG";
+
+/// Everything the programs need to know about the running kernel and the user's
+/// filters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProgramConfig {
+    /// Struct member offsets from BTF.
+    pub kernel: KernelLayout,
+    /// TCP state numbers from BTF.
+    pub states: TcpStates,
+    /// `sock:inet_sock_set_state` fields.
+    pub set_state: TpLayout,
+    /// `tcp:tcp_send_reset` fields.
+    pub send_reset: TpLayout,
+    /// `tcp:tcp_receive_reset` fields.
+    pub receive_reset: TpLayout,
+    /// `syscalls:sys_exit_accept4` fields.
+    pub accept4_exit: TpLayout,
+    /// `syscalls:sys_exit_accept` fields.
+    pub accept_exit: TpLayout,
+    /// Explicit padding, always zero.
+    pub _pad: u32,
+    /// How long an owner is kept after its socket closed, in nanoseconds.
+    pub owner_grace_ns: u64,
+    /// Output filters.
+    pub filter: FilterConfig,
+    /// Explicit padding, always zero.
+    pub _pad2: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<ProgramConfig>() == 44 + 12 + 5 * 60 + 4 + 8 + 60 + 4);
+const _: () = assert!(core::mem::size_of::<ProgramConfig>().is_multiple_of(8));
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), Pod fields only, explicit padding (size asserted).
+unsafe impl aya::Pod for ProgramConfig {}

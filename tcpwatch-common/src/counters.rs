@@ -1,0 +1,61 @@
+//! Per-CPU counters the programs keep in the `COUNTERS` array.
+//!
+//! Every event the kernel side could not deliver is counted here, per CPU; user
+//! space sums the CPUs and reports the totals (exit summary, `--json` stats).
+
+/// Index into the per-CPU `COUNTERS` array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Counter {
+    /// State events written to the ring buffer.
+    EmittedState = 0,
+    /// Reset-sent events written to the ring buffer.
+    EmittedResetSent = 1,
+    /// Reset-received events written to the ring buffer.
+    EmittedResetReceived = 2,
+    /// State events lost: ring buffer full when reserving.
+    LostState = 3,
+    /// Reset-sent events lost: ring buffer full.
+    LostResetSent = 4,
+    /// Reset-received events lost: ring buffer full.
+    LostResetReceived = 5,
+    /// Kernel memory reads that failed (event dropped).
+    ReadErrors = 6,
+    /// Owner-map updates that failed (attribution may be missing later).
+    OwnerUpdateErrors = 7,
+    /// Events dropped by the in-kernel filters (not a loss).
+    Filtered = 8,
+}
+
+impl Counter {
+    /// Number of counters (size of the array).
+    pub const COUNT: u32 = 9;
+
+    /// All counters, in index order.
+    pub const ALL: [Counter; 9] = [
+        Self::EmittedState,
+        Self::EmittedResetSent,
+        Self::EmittedResetReceived,
+        Self::LostState,
+        Self::LostResetSent,
+        Self::LostResetReceived,
+        Self::ReadErrors,
+        Self::OwnerUpdateErrors,
+        Self::Filtered,
+    ];
+
+    /// Stable name used in summaries and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EmittedState => "emitted_state",
+            Self::EmittedResetSent => "emitted_reset_sent",
+            Self::EmittedResetReceived => "emitted_reset_received",
+            Self::LostState => "lost_state",
+            Self::LostResetSent => "lost_reset_sent",
+            Self::LostResetReceived => "lost_reset_received",
+            Self::ReadErrors => "kernel_read_errors",
+            Self::OwnerUpdateErrors => "owner_update_errors",
+            Self::Filtered => "filtered",
+        }
+    }
+}

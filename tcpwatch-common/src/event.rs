@@ -1,0 +1,168 @@
+//! Ring-buffer records.
+
+use crate::{
+    flow::FlowKey,
+    owner::{OwnerRecord, TaskIdent},
+};
+
+/// Kind of a record, [`EventHeader::kind`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum EventKind {
+    /// A TCP state transition (`sock:inet_sock_set_state`).
+    State = 1,
+    /// This host sent a RST.
+    ResetSent = 2,
+    /// A socket on this host received a RST (`tcp:tcp_receive_reset`).
+    ResetReceived = 3,
+}
+
+impl EventKind {
+    /// All kinds, in wire order.
+    pub const ALL: [EventKind; 3] = [Self::State, Self::ResetSent, Self::ResetReceived];
+
+    /// Decodes a raw kind byte.
+    pub fn from_raw(raw: u8) -> Option<Self> {
+        Some(match raw {
+            1 => Self::State,
+            2 => Self::ResetSent,
+            3 => Self::ResetReceived,
+            _ => return None,
+        })
+    }
+
+    /// The bit of this kind in [`crate::filter::FilterConfig::kinds`].
+    pub const fn mask(self) -> u32 {
+        1 << (self as u8)
+    }
+}
+
+/// Which kernel hook produced an event, [`TcpEvent::hook`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Hook {
+    /// Tracepoint `sock:inet_sock_set_state`.
+    InetSockSetState = 1,
+    /// Tracepoint `tcp:tcp_send_reset`.
+    TcpSendResetTp = 2,
+    /// Tracepoint `tcp:tcp_receive_reset`.
+    TcpReceiveResetTp = 3,
+    /// kprobe on `tcp_v4_send_reset`.
+    TcpV4SendResetKprobe = 4,
+    /// kprobe on `tcp_v6_send_reset`.
+    TcpV6SendResetKprobe = 5,
+    /// kprobe on `tcp_send_active_reset`.
+    TcpSendActiveResetKprobe = 6,
+}
+
+impl Hook {
+    /// Decodes a raw hook byte.
+    pub fn from_raw(raw: u8) -> Option<Self> {
+        Some(match raw {
+            1 => Self::InetSockSetState,
+            2 => Self::TcpSendResetTp,
+            3 => Self::TcpReceiveResetTp,
+            4 => Self::TcpV4SendResetKprobe,
+            5 => Self::TcpV6SendResetKprobe,
+            6 => Self::TcpSendActiveResetKprobe,
+            _ => return None,
+        })
+    }
+
+    /// The hook's name as users see it in `tcpwatch probes` and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::InetSockSetState => "tracepoint:sock:inet_sock_set_state",
+            Self::TcpSendResetTp => "tracepoint:tcp:tcp_send_reset",
+            Self::TcpReceiveResetTp => "tracepoint:tcp:tcp_receive_reset",
+            Self::TcpV4SendResetKprobe => "kprobe:tcp_v4_send_reset",
+            Self::TcpV6SendResetKprobe => "kprobe:tcp_v6_send_reset",
+            Self::TcpSendActiveResetKprobe => "kprobe:tcp_send_active_reset",
+        }
+    }
+}
+
+/// Bits of [`TcpEvent::flags`].
+pub mod flags {
+    /// `reason` holds a kernel `enum sk_rst_reason` value.
+    pub const HAS_REASON: u8 = 1 << 0;
+    /// `owner` is valid.
+    pub const HAS_OWNER: u8 = 1 << 1;
+    /// `listener` is valid.
+    pub const HAS_LISTENER: u8 = 1 << 2;
+    /// `seg_flags`/`seg_len` describe the incoming segment that triggered a reset.
+    pub const HAS_SEGMENT: u8 = 1 << 3;
+    /// `skaddr` is a full socket (not NULL, not a TIME_WAIT or request mini-socket).
+    pub const FULL_SOCKET: u8 = 1 << 4;
+}
+
+/// Common header of every ring-buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    /// Raw [`EventKind`].
+    pub kind: u8,
+    /// [`crate::ABI_VERSION`] of the program that wrote the record.
+    pub version: u8,
+    /// Size of the whole record in bytes.
+    pub size: u16,
+    /// CPU the hook ran on.
+    pub cpu: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) at the hook.
+    pub ts_ns: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 16);
+
+/// One TCP event: a state transition, a reset sent or a reset received.
+///
+/// The flow is always the local socket's view ([`FlowKey`]): for a reset this host
+/// sent, `local` is the sender; for a reset received, `local` is the receiver.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpEvent {
+    /// Common header.
+    pub header: EventHeader,
+    /// The connection.
+    pub flow: FlowKey,
+    /// Address family of the socket (or of the segment when there is no socket).
+    pub family: u16,
+    /// Raw [`Hook`].
+    pub hook: u8,
+    /// Bits from [`flags`].
+    pub flags: u8,
+    /// State before the transition (state events only; kernel numbering).
+    pub old_state: u8,
+    /// State after the transition, or for resets the socket's state when the reset
+    /// was sent or received (0 when there is no socket). Kernel numbering.
+    pub new_state: u8,
+    /// TCP flags byte (CWR..FIN) of the incoming segment, if `HAS_SEGMENT`.
+    pub seg_flags: u8,
+    /// Explicit padding, always zero.
+    pub _pad: u8,
+    /// Raw `enum sk_rst_reason`, if `HAS_REASON`.
+    pub reason: u32,
+    /// Payload bytes of the incoming segment, if `HAS_SEGMENT`.
+    pub seg_len: u32,
+    /// Kernel address of the socket (full, TIME_WAIT or listener), or 0.
+    pub skaddr: u64,
+    /// Kernel address of the incoming segment's skb, or 0.
+    pub skbaddr: u64,
+    /// Owner of the socket, if `HAS_OWNER`.
+    pub owner: OwnerRecord,
+    /// For resets without a full socket: the owner of the listener on the local
+    /// port in that namespace, if `HAS_LISTENER`.
+    pub listener: OwnerRecord,
+    /// The task on the CPU when the hook fired.
+    pub actor: TaskIdent,
+}
+
+const _: () = assert!(core::mem::size_of::<TcpEvent>() == 256);
+const _: () = assert!(core::mem::align_of::<TcpEvent>() <= 8);
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), integers and byte arrays, explicit padding (size asserted).
+unsafe impl aya::Pod for EventHeader {}
+#[cfg(feature = "user")]
+// SAFETY: repr(C), integers and byte arrays, explicit padding (size asserted).
+unsafe impl aya::Pod for TcpEvent {}

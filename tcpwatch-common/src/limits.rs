@@ -1,0 +1,18 @@
+//! Default sizes of every map. All maps are bounded; user space may resize the
+//! ring buffer and owner maps before load (`--ring-buffer-size`, `--max-sockets`).
+
+/// Default ring-buffer size in bytes (a power of two multiple of the page size):
+/// 16384 events of 256 bytes.
+pub const RING_BUFFER_BYTES: u32 = 4 << 20;
+/// Default capacity of the live-socket owner map (LRU).
+pub const SOCKET_OWNERS: u32 = 65536;
+/// Default capacity of the flow owner map (census and recently closed flows, LRU).
+pub const FLOW_OWNERS: u32 = 65536;
+/// Capacity of the listener map.
+pub const LISTENERS: u32 = 8192;
+/// Capacity of each filter set (ports, pids, address prefixes).
+pub const FILTER_ENTRIES: u32 = 64;
+/// Maximum network namespaces in a `--netns` filter.
+pub const FILTER_NETNS: usize = 8;
+/// Default grace period an owner is kept after its socket closed.
+pub const OWNER_GRACE_NS: u64 = 120_000_000_000;
