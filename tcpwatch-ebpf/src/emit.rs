@@ -1,0 +1,128 @@
+//! Building an event in a per-CPU scratch slot, filtering it, and copying it into
+//! the ring buffer, counting every event the ring had no room for.
+//!
+//! Events are built in a per-CPU array rather than on the 512-byte BPF stack. A
+//! program in process context can be interrupted by a softirq that runs another
+//! tcpwatch program on the same CPU, so slots are taken by nesting depth.
+
+use aya_ebpf::{helpers::generated::bpf_get_smp_processor_id, macros::map, maps::PerCpuArray};
+use tcpwatch_common::{
+    ABI_VERSION,
+    counters::Counter,
+    event::{EventHeader, EventKind, TcpEvent, flags},
+    owner::{ListenerRecord, OwnerRecord},
+};
+
+use crate::{
+    filter,
+    maps::{EVENTS, count},
+    owner::current_task,
+};
+
+/// Deepest nesting of tcpwatch programs on one CPU that gets a slot.
+const SLOTS: u32 = 4;
+
+#[map]
+static SCRATCH: PerCpuArray<TcpEvent> = PerCpuArray::with_max_entries(SLOTS, 0);
+
+#[map]
+static SCRATCH_DEPTH: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// A scratch event slot, held for the duration of one program run.
+pub struct Slot {
+    event: *mut TcpEvent,
+    depth: *mut u32,
+}
+
+impl Slot {
+    /// Takes the slot for the current nesting depth, cleared.
+    #[inline(always)]
+    pub fn take() -> Option<Slot> {
+        let depth = SCRATCH_DEPTH.get_ptr_mut(0)?;
+        // SAFETY: a per-CPU slot, only touched by this CPU; nested programs
+        // increment and restore it around their own use.
+        let level = unsafe { *depth };
+        if level >= SLOTS {
+            return None;
+        }
+        let event = SCRATCH.get_ptr_mut(level)?;
+        // SAFETY: as above. Zeroed word by word in place: building a
+        // `TcpEvent::default()` would put 256 bytes on the stack first.
+        unsafe {
+            *depth = level + 1;
+            let words = event.cast::<u64>();
+            let mut i = 0;
+            while i < size_of::<TcpEvent>() / 8 {
+                words.add(i).write(0);
+                i += 1;
+            }
+        }
+        Some(Slot { event, depth })
+    }
+
+    /// The event being built.
+    #[inline(always)]
+    pub fn event(&mut self) -> &mut TcpEvent {
+        // SAFETY: the slot at this depth is exclusively ours until drop.
+        unsafe { &mut *self.event }
+    }
+}
+
+impl Drop for Slot {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // SAFETY: per-CPU depth counter we incremented in `take`.
+        unsafe { *self.depth = (*self.depth).saturating_sub(1) };
+    }
+}
+
+/// Applies the output filters, completes the event (header, owner, listener,
+/// actor) and copies it into the ring buffer. `owner` and `listener` are null
+/// when unknown.
+///
+/// Kept out of line so its frame is not added to its callers' (the BPF stack is 512
+/// bytes per call chain); hence raw pointers, not `Option`s, which would take two
+/// of the five argument registers each.
+#[inline(never)]
+pub fn submit(
+    event: &mut TcpEvent,
+    kind: EventKind,
+    now: u64,
+    owner: *const OwnerRecord,
+    listener: *const ListenerRecord,
+) {
+    let owner = (!owner.is_null()).then_some(owner);
+    let listener = (!listener.is_null()).then_some(listener);
+    if !filter::keep(&event.flow, owner, listener) {
+        count(Counter::Filtered);
+        return;
+    }
+    let (emitted, lost) = match kind {
+        EventKind::State => (Counter::EmittedState, Counter::LostState),
+        EventKind::ResetSent => (Counter::EmittedResetSent, Counter::LostResetSent),
+        EventKind::ResetReceived => (Counter::EmittedResetReceived, Counter::LostResetReceived),
+    };
+    event.header = EventHeader {
+        kind: kind as u8,
+        version: ABI_VERSION,
+        size: size_of::<TcpEvent>() as u16,
+        // SAFETY: helper without arguments or preconditions.
+        cpu: unsafe { bpf_get_smp_processor_id() },
+        ts_ns: now,
+    };
+    if let Some(owner) = owner {
+        // SAFETY: a map value pointer, valid for this program run.
+        event.owner = unsafe { *owner };
+        event.flags |= flags::HAS_OWNER;
+    }
+    if let Some(listener) = listener {
+        // SAFETY: a map value pointer, valid for this program run.
+        event.listener = unsafe { (*listener).owner };
+        event.flags |= flags::HAS_LISTENER;
+    }
+    event.actor = current_task();
+    match EVENTS.output::<TcpEvent>(&*event, 0) {
+        Ok(()) => count(emitted),
+        Err(_) => count(lost),
+    }
+}

@@ -1,0 +1,146 @@
+//! tcpwatch's kernel programs, built for `bpfel-unknown-none` by `tcpwatch/build.rs`
+//! and embedded in the `tcpwatch` binary.
+//!
+//! Each program here is a thin entry point; the work is in the module named after
+//! the kernel concept it handles:
+//! - [`state`]: `sock:inet_sock_set_state`, owner capture at process-context moments.
+//! - [`reset`]: resets sent (`tcp:tcp_send_reset`, or kprobes on
+//!   `tcp_v4_send_reset`/`tcp_v6_send_reset`/`tcp_send_active_reset` on kernels
+//!   whose tracepoint misses socket-less resets) and received (`tcp:tcp_receive_reset`).
+//! - [`accept`]: `syscalls:sys_exit_accept4`/`sys_exit_accept`, owner of accepted sockets.
+//!
+//! Kernel struct offsets, tracepoint field offsets and TCP state numbers are not
+//! compiled in: user space resolves them from BTF and tracefs and sets
+//! `TCPWATCH_CONFIG` before load.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+
+#[cfg(target_arch = "bpf")]
+mod accept;
+#[cfg(target_arch = "bpf")]
+mod config;
+#[cfg(target_arch = "bpf")]
+mod emit;
+#[cfg(target_arch = "bpf")]
+mod filter;
+#[cfg(target_arch = "bpf")]
+mod kmem;
+#[cfg(target_arch = "bpf")]
+mod maps;
+#[cfg(target_arch = "bpf")]
+mod owner;
+#[cfg(target_arch = "bpf")]
+mod reset;
+#[cfg(target_arch = "bpf")]
+mod skb;
+#[cfg(target_arch = "bpf")]
+mod sock;
+#[cfg(target_arch = "bpf")]
+mod state;
+
+#[cfg(target_arch = "bpf")]
+mod programs {
+    use aya_ebpf::{
+        EbpfContext,
+        macros::{kprobe, tracepoint},
+        programs::{ProbeContext, TracePointContext},
+    };
+    use aya_log_ebpf::debug;
+
+    use crate::{accept, kmem::ReadError, reset, state};
+
+    /// Logs a failed run at debug level (off unless `tcpwatch trace --bpf-log`).
+    #[inline(always)]
+    fn log_failure<C: EbpfContext>(ctx: &C, hook: &str, result: Result<(), ReadError>) -> u32 {
+        if let Err(e) = result {
+            log_read_error(ctx, hook, e);
+        }
+        0
+    }
+
+    /// Out of line so the log record's stack stays off the hooks' frames.
+    #[inline(never)]
+    fn log_read_error<C: EbpfContext>(ctx: &C, hook: &str, error: ReadError) {
+        debug!(ctx, "{}: kernel read failed ({})", hook, error.describe());
+    }
+
+    /// `sock:inet_sock_set_state`.
+    #[tracepoint]
+    pub fn tcpwatch_state(ctx: TracePointContext) -> u32 {
+        log_failure(&ctx, "inet_sock_set_state", state::on_set_state(&ctx))
+    }
+
+    /// `tcp:tcp_send_reset`.
+    #[tracepoint]
+    pub fn tcpwatch_send_reset(ctx: TracePointContext) -> u32 {
+        log_failure(&ctx, "tcp_send_reset", reset::on_send_reset_tp(&ctx))
+    }
+
+    /// `tcp:tcp_receive_reset`.
+    #[tracepoint]
+    pub fn tcpwatch_receive_reset(ctx: TracePointContext) -> u32 {
+        log_failure(&ctx, "tcp_receive_reset", reset::on_receive_reset_tp(&ctx))
+    }
+
+    /// `syscalls:sys_exit_accept4`.
+    #[tracepoint]
+    pub fn tcpwatch_accept4_exit(ctx: TracePointContext) -> u32 {
+        log_failure(&ctx, "sys_exit_accept4", accept::on_accept_exit(&ctx, true))
+    }
+
+    /// `syscalls:sys_exit_accept`.
+    #[tracepoint]
+    pub fn tcpwatch_accept_exit(ctx: TracePointContext) -> u32 {
+        log_failure(&ctx, "sys_exit_accept", accept::on_accept_exit(&ctx, false))
+    }
+
+    /// kprobe `tcp_v4_send_reset(const struct sock *sk, struct sk_buff *skb, ...)`.
+    #[kprobe]
+    pub fn tcpwatch_v4_send_reset(ctx: ProbeContext) -> u32 {
+        log_failure(
+            &ctx,
+            "tcp_v4_send_reset",
+            reset::on_send_reset_kprobe(&ctx, false),
+        )
+    }
+
+    /// kprobe `tcp_v6_send_reset(const struct sock *sk, struct sk_buff *skb, ...)`.
+    #[kprobe]
+    pub fn tcpwatch_v6_send_reset(ctx: ProbeContext) -> u32 {
+        log_failure(
+            &ctx,
+            "tcp_v6_send_reset",
+            reset::on_send_reset_kprobe(&ctx, true),
+        )
+    }
+
+    /// kprobe `tcp_send_active_reset(struct sock *sk, gfp_t priority, ...)`.
+    #[kprobe]
+    pub fn tcpwatch_active_reset(ctx: ProbeContext) -> u32 {
+        log_failure(
+            &ctx,
+            "tcp_send_active_reset",
+            reset::on_active_reset_kprobe(&ctx),
+        )
+    }
+}
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any path that could reach here; it is never executed.
+    loop {}
+}
+
+/// License of the programs: the helpers they call (`bpf_probe_read_kernel`, ring
+/// buffers) are GPL-only.
+#[cfg(target_arch = "bpf")]
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {
+    // Host builds (e.g. `cargo check --workspace`) compile nothing: these programs
+    // only exist for the bpf target.
+}

@@ -1,0 +1,59 @@
+//! Reading `struct sock_common` (shared by full, TIME_WAIT and request sockets).
+
+use tcpwatch_common::{
+    family,
+    flow::{FlowKey, map_v4},
+};
+
+use crate::{
+    config::config,
+    kmem::{ReadError, read},
+};
+
+/// Network-namespace inode of a socket (`sk->__sk_common.skc_net.net->ns.inum`).
+#[inline(always)]
+pub fn netns(sk: u64) -> Result<u32, ReadError> {
+    let net: u64 = read(sk, config!(kernel.skc_net))?;
+    read(net, config!(kernel.net_ns_inum))
+}
+
+/// The socket's TCP state (`skc_state`).
+#[inline(always)]
+pub fn state(sk: u64) -> Result<u8, ReadError> {
+    read(sk, config!(kernel.skc_state))
+}
+
+/// The socket's address family (`skc_family`).
+#[inline(always)]
+pub fn family(sk: u64) -> Result<u16, ReadError> {
+    read(sk, config!(kernel.skc_family))
+}
+
+/// The socket's flow (local/remote addresses and ports, netns) and family.
+#[inline(always)]
+pub fn flow(sk: u64) -> Result<(FlowKey, u16), ReadError> {
+    let fam = family(sk)?;
+    let local_port: u16 = read(sk, config!(kernel.skc_num))?;
+    let remote_port: u16 = u16::from_be(read(sk, config!(kernel.skc_dport))?);
+    let (local_addr, remote_addr) = if fam == family::INET6 {
+        (
+            read::<[u8; 16]>(sk, config!(kernel.skc_v6_rcv_saddr))?,
+            read::<[u8; 16]>(sk, config!(kernel.skc_v6_daddr))?,
+        )
+    } else {
+        (
+            map_v4(read::<[u8; 4]>(sk, config!(kernel.skc_rcv_saddr))?),
+            map_v4(read::<[u8; 4]>(sk, config!(kernel.skc_daddr))?),
+        )
+    };
+    Ok((
+        FlowKey {
+            local_addr,
+            remote_addr,
+            netns: netns(sk)?,
+            local_port,
+            remote_port,
+        },
+        fam,
+    ))
+}
