@@ -1,0 +1,38 @@
+//! Developer chores for tcpwatch (`cargo xtask --help`). Users never need this:
+//! the `tcpwatch` binary is self-contained.
+//!
+//! - `cargo xtask setup`: install the offline eBPF toolchain (idempotent).
+
+mod setup;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "tcpwatch developer chores")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what building tcpwatch needs on Debian bookworm: Debian's
+    /// rustc-web, cargo-web and rust-web-src, the LLVM matching that rustc, and
+    /// bpf-linker built against it. Idempotent; fast when already done.
+    Setup(setup::Args),
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Setup(args) => setup::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

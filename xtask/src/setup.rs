@@ -1,0 +1,171 @@
+//! `cargo xtask setup`: the offline eBPF toolchain.
+//!
+//! The usual aya recipe needs a rustup nightly with rust-src, which cannot be
+//! downloaded here. Instead: Debian's `rustc-web` (a newer rustc, with its
+//! library sources in `rust-web-src`) builds the eBPF crate with
+//! `-Z build-std=core`, and bpf-linker is built from crates.io against the LLVM
+//! major version that rustc reports. The result is recorded in
+//! `$TCPWATCH_TOOLCHAIN/toolchain.env` (default `/opt/tcpwatch-toolchain`), which
+//! `tcpwatch/build.rs` reads.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+/// Debian packages every build needs (the LLVM dev package is added from the
+/// version rustc reports).
+const PACKAGES: &[&str] = &[
+    "rustc-web",
+    "cargo-web",
+    "rust-web-src",
+    "libzstd-dev",
+    "zlib1g-dev",
+    // Tests: `ip` for network namespaces; bpftool to inspect what is loaded.
+    "iproute2",
+    "bpftool",
+];
+
+/// bpf-linker release known to work with aya 0.14 and LLVM 22.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// `cargo xtask setup` options.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where bpf-linker and the toolchain record go.
+    #[arg(
+        long,
+        env = "TCPWATCH_TOOLCHAIN",
+        default_value = "/opt/tcpwatch-toolchain"
+    )]
+    prefix: PathBuf,
+    /// Reinstall bpf-linker even if the record says it is current.
+    #[arg(long)]
+    force: bool,
+}
+
+/// Runs the setup.
+pub fn run(args: &Args) -> Result<()> {
+    let missing = missing_packages(PACKAGES)?;
+    if !missing.is_empty() {
+        apt_install(&missing)?;
+    }
+    let rustc = Path::new("/usr/bin/rustc");
+    let llvm = llvm_major(rustc)?;
+    let llvm_dev = format!("llvm-{llvm}-dev");
+    let polly = format!("libpolly-{llvm}-dev");
+    let missing = missing_packages(&[llvm_dev.as_str(), polly.as_str()])?;
+    if !missing.is_empty() {
+        apt_install(&missing)?;
+    }
+
+    let linker = args.prefix.join("bin/bpf-linker");
+    let record = args.prefix.join("toolchain.env");
+    let wanted = format!(
+        "BPF_CARGO=/usr/bin/cargo\nBPF_RUSTC={}\nBPF_LINKER={}\nLLVM_MAJOR={llvm}\nBPF_LINKER_VERSION={BPF_LINKER_VERSION}\n",
+        rustc.display(),
+        linker.display()
+    );
+    let current = fs::read_to_string(&record).unwrap_or_default() == wanted
+        && Command::new(&linker)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if current && !args.force {
+        println!("xtask: eBPF toolchain up to date ({})", record.display());
+        return Ok(());
+    }
+    install_bpf_linker(&args.prefix, llvm)?;
+    fs::create_dir_all(&args.prefix)
+        .with_context(|| format!("creating {}", args.prefix.display()))?;
+    fs::write(&record, wanted).with_context(|| format!("writing {}", record.display()))?;
+    println!(
+        "xtask: eBPF toolchain ready; recorded in {}",
+        record.display()
+    );
+    Ok(())
+}
+
+/// Packages from `names` that are not installed.
+fn missing_packages(names: &[&str]) -> Result<Vec<String>> {
+    let mut missing = Vec::new();
+    for name in names {
+        let out = Command::new("dpkg-query")
+            .args(["-W", "-f", "${Status}", name])
+            .output()
+            .context("running dpkg-query (is this Debian?)")?;
+        if !String::from_utf8_lossy(&out.stdout).contains("install ok installed") {
+            missing.push((*name).to_owned());
+        }
+    }
+    Ok(missing)
+}
+
+fn apt_install(packages: &[String]) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "these packages are missing: {}; run `sudo cargo xtask setup` (or install them with apt-get)",
+            packages.join(" ")
+        );
+    }
+    println!("xtask: installing {}", packages.join(" "));
+    run_cmd(Command::new("apt-get").arg("update").arg("-q"))?;
+    run_cmd(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+/// The LLVM major version a rustc is built on (`rustc -vV`).
+fn llvm_major(rustc: &Path) -> Result<u32> {
+    let out = Command::new(rustc)
+        .arg("-vV")
+        .output()
+        .with_context(|| format!("running {} -vV", rustc.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no LLVM version in `{} -vV`:\n{text}", rustc.display()))
+}
+
+fn install_bpf_linker(prefix: &Path, llvm: u32) -> Result<()> {
+    let llvm_prefix = format!("/usr/lib/llvm-{llvm}");
+    let path = format!(
+        "{llvm_prefix}/bin:{}",
+        std::env::var("PATH").unwrap_or_default()
+    );
+    println!("xtask: building bpf-linker {BPF_LINKER_VERSION} against LLVM {llvm} (a few minutes)");
+    run_cmd(
+        Command::new("cargo")
+            .args([
+                "install",
+                &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+                "--locked",
+                "--force",
+            ])
+            .args([
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{llvm}"),
+            ])
+            .arg("--root")
+            .arg(prefix)
+            .env("LLVM_PREFIX", &llvm_prefix)
+            .env("PATH", path),
+    )
+}
+
+fn run_cmd(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
