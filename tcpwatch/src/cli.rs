@@ -1,0 +1,153 @@
+//! Command-line interface (clap). Parsing and validation of what the user typed;
+//! no I/O beyond resolving `--netns` paths.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tcpwatch_common::limits;
+
+use crate::filters::{self, Kinds, Prefix};
+
+/// tcpwatch: who reset this TCP connection, and why.
+///
+/// Traces TCP resets (sent and received) and state transitions with eBPF and
+/// attributes each to the process that owns the socket.
+#[derive(Debug, Parser)]
+#[command(name = "tcpwatch", version, about, long_about = None)]
+pub struct Cli {
+    /// More diagnostics on stderr (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options about the kernel, shared by the subcommands.
+#[derive(Debug, Args)]
+pub struct KernelArgs {
+    /// Kernel BTF to read struct layouts and enum names from. Only for kernels
+    /// without /sys/kernel/btf/vmlinux; the file must describe the running kernel.
+    #[arg(long, value_name = "FILE", default_value = "/sys/kernel/btf/vmlinux")]
+    pub btf: std::path::PathBuf,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Trace resets (and, with --kind, state transitions) live.
+    Trace(TraceArgs),
+    /// Show what this kernel offers, the attach plan and why, and which reset
+    /// causes it can tell apart.
+    Probes(ProbesArgs),
+}
+
+/// `tcpwatch trace`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  tcpwatch trace                       resets sent and received\n  tcpwatch trace --kind all --port 443  everything on port 443\n  tcpwatch trace --json --duration 60s > resets.jsonl"
+)]
+pub struct TraceArgs {
+    /// Print JSON Lines instead of readable lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Event kinds: state, reset_sent, reset_received, reset (both), all;
+    /// comma-separated.
+    #[arg(long, value_name = "KINDS", default_value = "reset", value_parser = filters::parse_kinds)]
+    pub kind: Kinds,
+    /// Only sockets owned by (or, for resets without a socket, listened on by)
+    /// this process id. Repeatable.
+    #[arg(long, value_name = "PID")]
+    pub pid: Vec<u32>,
+    /// Only sockets owned (or listened on) by this command name.
+    #[arg(long, value_name = "COMM", value_parser = filters::parse_comm)]
+    pub comm: Option<String>,
+    /// Only flows with this local or remote port. Repeatable.
+    #[arg(long, value_name = "PORT")]
+    pub port: Vec<u16>,
+    /// Only flows with a local or remote address in this address or CIDR prefix.
+    /// Repeatable.
+    #[arg(long, value_name = "ADDR[/LEN]", value_parser = filters::parse_prefix)]
+    pub addr: Vec<Prefix>,
+    /// Only this network namespace: an inode number, a path such as
+    /// /proc/PID/ns/net or /run/netns/NAME, or a NAME under /run/netns.
+    /// Repeatable.
+    #[arg(long, value_name = "NETNS", value_parser = filters::parse_netns)]
+    pub netns: Vec<u32>,
+    /// Stop after this long (e.g. 30s, 5m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Stop after printing this many events.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Ring buffer size in bytes: a power of two, at least 4096.
+    #[arg(long, value_name = "BYTES", default_value_t = limits::RING_BUFFER_BYTES, value_parser = parse_ring_size)]
+    pub ring_buffer_size: u32,
+    /// Capacity of each socket-owner table.
+    #[arg(long, value_name = "N", default_value_t = limits::SOCKET_OWNERS, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
+    pub max_sockets: u32,
+    /// How long a closed socket's owner is remembered for late segments.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub owner_grace: Duration,
+    /// Skip the start-up census of existing sockets.
+    #[arg(long)]
+    pub no_census: bool,
+    /// Print the kernel programs' debug log (aya-log) on stderr.
+    #[arg(long)]
+    pub bpf_log: bool,
+    /// Kernel options.
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+/// `tcpwatch probes`.
+#[derive(Debug, Args)]
+pub struct ProbesArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Kernel options.
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+fn parse_ring_size(text: &str) -> Result<u32, String> {
+    let bytes: u32 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of bytes"))?;
+    if bytes < 4096 || !bytes.is_power_of_two() {
+        return Err(format!("{bytes} is not a power of two of at least 4096"));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let cli = Cli::try_parse_from(["tcpwatch", "trace"]).unwrap();
+        let Command::Trace(t) = cli.command else {
+            panic!("not trace")
+        };
+        assert_eq!(
+            t.kind.0,
+            [
+                tcpwatch_common::event::EventKind::ResetSent,
+                tcpwatch_common::event::EventKind::ResetReceived
+            ]
+        );
+        assert!(Cli::try_parse_from(["tcpwatch", "trace", "--ring-buffer-size", "5000"]).is_err());
+        assert!(Cli::try_parse_from(["tcpwatch", "trace", "--port", "70000"]).is_err());
+        assert!(Cli::try_parse_from(["tcpwatch", "trace", "--count", "0"]).is_err());
+        assert!(Cli::try_parse_from(["tcpwatch", "trace", "--duration", "soon"]).is_err());
+    }
+}

@@ -1,0 +1,250 @@
+//! A validated raw event to its public record: names from the kernel's enums,
+//! wall-clock time, addresses as text.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
+use tcpwatch_common::{
+    event::{EventKind, Hook, TcpEvent, flags},
+    family,
+    owner::{OwnerRecord, OwnerSource, TaskIdent},
+};
+
+use super::{
+    clock::Clock,
+    model::{EventRecord, Flow, Kind, Process, RecordType, SCHEMA_VERSION, Segment},
+};
+use crate::probes::kernel_enums::KernelNames;
+
+/// Converts raw events of this kernel.
+pub struct Converter {
+    names: KernelNames,
+    clock: Clock,
+}
+
+impl Converter {
+    /// A converter with this kernel's names and a sampled clock.
+    pub fn new(names: KernelNames, clock: Clock) -> Self {
+        Self { names, clock }
+    }
+
+    /// The record for `raw`. `raw` must have passed [`super::decode::decode`].
+    pub fn convert(&self, raw: &TcpEvent) -> EventRecord {
+        let kind = match EventKind::from_raw(raw.header.kind) {
+            Some(EventKind::State) | None => Kind::State,
+            Some(EventKind::ResetSent) => Kind::ResetSent,
+            Some(EventKind::ResetReceived) => Kind::ResetReceived,
+        };
+        let has = |bit| raw.flags & bit != 0;
+        let state_name = |n: u8| {
+            self.names
+                .state(n)
+                .map_or_else(|| n.to_string(), str::to_owned)
+        };
+        let (old_state, new_state, state) = match kind {
+            Kind::State => (
+                Some(state_name(raw.old_state)),
+                Some(state_name(raw.new_state)),
+                None,
+            ),
+            _ if raw.skaddr == 0 => (None, None, None),
+            _ => (None, None, Some(state_name(raw.new_state))),
+        };
+        let reason = (kind == Kind::ResetSent && has(flags::HAS_REASON)).then(|| {
+            self.names
+                .reason(raw.reason)
+                .map_or_else(|| format!("UNKNOWN_{}", raw.reason), str::to_owned)
+        });
+        let error =
+            (kind == Kind::ResetReceived).then(|| received_error(state.as_deref()).to_owned());
+        let now = raw.header.ts_ns;
+        EventRecord {
+            schema_version: SCHEMA_VERSION,
+            record: RecordType::Event,
+            kind,
+            time: self.clock.wall(now),
+            flow: flow(raw, kind),
+            old_state,
+            new_state,
+            state,
+            reason,
+            error,
+            owner: has(flags::HAS_OWNER).then(|| owner(&raw.owner, now)),
+            actor: process(&raw.actor),
+            listener: has(flags::HAS_LISTENER).then(|| owner(&raw.listener, now)),
+            hook: Hook::from_raw(raw.hook)
+                .map_or_else(|| format!("hook#{}", raw.hook), |h| h.name().to_owned()),
+            segment: has(flags::HAS_SEGMENT).then(|| Segment {
+                flags: tcp_flags(raw.seg_flags),
+                payload_bytes: raw.seg_len,
+            }),
+            socket: (raw.skaddr != 0).then(|| format!("{:#x}", raw.skaddr)),
+        }
+    }
+}
+
+/// The errno `tcp_reset()` gives the socket in each state.
+fn received_error(state: Option<&str>) -> &'static str {
+    match state {
+        Some("SYN_SENT") => "ECONNREFUSED",
+        Some("CLOSE_WAIT") => "EPIPE",
+        _ => "ECONNRESET",
+    }
+}
+
+fn flow(raw: &TcpEvent, kind: Kind) -> Flow {
+    let v6 = raw.family == family::INET6;
+    let local = address(raw.flow.local_addr, raw.flow.local_port, v6);
+    let remote = address(raw.flow.remote_addr, raw.flow.remote_port, v6);
+    let (src, dst) = match kind {
+        Kind::ResetReceived => (remote, local),
+        Kind::State | Kind::ResetSent => (local, remote),
+    };
+    Flow {
+        family: if v6 { "ipv6" } else { "ipv4" }.to_owned(),
+        src: src.to_string(),
+        dst: dst.to_string(),
+        netns: raw.flow.netns,
+    }
+}
+
+/// An address from its 16-byte form: IPv4 sockets show as IPv4, IPv6 sockets
+/// keep v4-mapped addresses as the kernel reports them.
+fn address(bytes: [u8; 16], port: u16, v6: bool) -> SocketAddr {
+    let ip = Ipv6Addr::from(bytes);
+    let ip = match ip.to_ipv4_mapped() {
+        Some(v4) if !v6 => IpAddr::V4(v4),
+        _ => IpAddr::V6(ip),
+    };
+    SocketAddr::new(ip, port)
+}
+
+fn process(task: &TaskIdent) -> Process {
+    let end = task
+        .comm
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(task.comm.len());
+    Process {
+        pid: task.pid,
+        tid: task.tid,
+        comm: String::from_utf8_lossy(&task.comm[..end]).into_owned(),
+        uid: task.uid,
+        cgroup_id: task.cgroup_id,
+        source: None,
+        closed_ms_before: None,
+    }
+}
+
+fn owner(record: &OwnerRecord, now: u64) -> Process {
+    let mut p = process(&record.task);
+    p.source = OwnerSource::from_raw(record.source).map(|s| source_name(s).to_owned());
+    p.closed_ms_before =
+        (record.closed_ns != 0).then(|| now.saturating_sub(record.closed_ns) / 1_000_000);
+    p
+}
+
+fn source_name(source: OwnerSource) -> &'static str {
+    match source {
+        OwnerSource::Connect => "connect",
+        OwnerSource::Listen => "listen",
+        OwnerSource::Accept => "accept",
+        OwnerSource::Close => "close",
+        OwnerSource::Listener => "listener",
+        OwnerSource::Census => "census",
+    }
+}
+
+fn tcp_flags(byte: u8) -> Vec<String> {
+    const NAMES: [&str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
+    NAMES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| byte & (1 << bit) != 0)
+        .map(|(_, name)| (*name).to_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use tcpwatch_common::{event::EventHeader, flow::map_v4};
+
+    use super::*;
+    use crate::probes::tracefs::TpFormat;
+
+    fn names() -> KernelNames {
+        let states = TpFormat::parse("format:\n\tfield:int oldstate;\toffset:16;\tsize:4;\tsigned:1;\nprint fmt: \"x\", __print_symbolic(REC->oldstate, { 1, \"TCP_ESTABLISHED\" }, { 2, \"TCP_SYN_SENT\" }, { 7, \"TCP_CLOSE\" }, { 8, \"TCP_CLOSE_WAIT\" })\n").unwrap();
+        let reasons = TpFormat::parse("format:\n\tfield:enum sk_rst_reason reason;\toffset:28;\tsize:4;\tsigned:0;\nprint fmt: \"r\", __print_symbolic(REC->reason, { 1, \"NO_SOCKET\" })\n").unwrap();
+        KernelNames::resolve(None, Some(&states), Some(&reasons)).unwrap()
+    }
+
+    fn raw(kind: EventKind) -> TcpEvent {
+        let mut e = TcpEvent {
+            header: EventHeader {
+                kind: kind as u8,
+                ts_ns: 10_000_000_000,
+                ..EventHeader::default()
+            },
+            family: family::INET,
+            hook: Hook::TcpSendResetTp as u8,
+            ..TcpEvent::default()
+        };
+        e.flow.local_addr = map_v4([127, 0, 0, 1]);
+        e.flow.remote_addr = map_v4([127, 0, 0, 2]);
+        e.flow.local_port = 80;
+        e.flow.remote_port = 5555;
+        e.flow.netns = 4026532000;
+        e.actor.comm[..7].copy_from_slice(b"python3");
+        e
+    }
+
+    #[test]
+    fn no_socket_reset() {
+        let mut e = raw(EventKind::ResetSent);
+        e.flags = flags::HAS_REASON | flags::HAS_SEGMENT;
+        e.reason = 1;
+        e.seg_flags = 0x02;
+        let r = Converter::new(names(), Clock::with_offset(0)).convert(&e);
+        assert_eq!(r.flow.src, "127.0.0.1:80");
+        assert_eq!(r.flow.dst, "127.0.0.2:5555");
+        assert_eq!(r.reason.as_deref(), Some("NO_SOCKET"));
+        assert_eq!(r.state, None);
+        assert_eq!(r.owner, None);
+        assert_eq!(r.listener, None);
+        assert_eq!(r.actor.comm, "python3");
+        assert_eq!(r.segment.as_ref().unwrap().flags, ["SYN"]);
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json["owner"].is_null() && json["listener"].is_null());
+        assert_eq!(json["kind"], "reset_sent");
+        assert_eq!(json["record"], "event");
+    }
+
+    #[test]
+    fn received_reset_points_from_peer_and_names_errno() {
+        let mut e = raw(EventKind::ResetReceived);
+        e.skaddr = 0xffff_8880_0000_1000;
+        e.new_state = 2;
+        e.flags = flags::HAS_OWNER;
+        e.owner.task.pid = 4242;
+        e.owner.source = OwnerSource::Connect as u8;
+        let r = Converter::new(names(), Clock::with_offset(0)).convert(&e);
+        assert_eq!(r.flow.src, "127.0.0.2:5555");
+        assert_eq!(r.state.as_deref(), Some("SYN_SENT"));
+        assert_eq!(r.error.as_deref(), Some("ECONNREFUSED"));
+        let owner = r.owner.unwrap();
+        assert_eq!(
+            (owner.pid, owner.source.as_deref()),
+            (4242, Some("connect"))
+        );
+    }
+
+    #[test]
+    fn dual_stack_keeps_mapped_form_and_unknown_reason_is_visible() {
+        let mut e = raw(EventKind::ResetSent);
+        e.family = family::INET6;
+        e.flags = flags::HAS_REASON;
+        e.reason = 99;
+        let r = Converter::new(names(), Clock::with_offset(0)).convert(&e);
+        assert_eq!(r.flow.src, "[::ffff:127.0.0.1]:80");
+        assert_eq!(r.reason.as_deref(), Some("UNKNOWN_99"));
+    }
+}

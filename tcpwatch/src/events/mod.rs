@@ -1,0 +1,7 @@
+//! From ring-buffer bytes to the public event schema.
+pub mod clock;
+pub mod convert;
+pub mod counters;
+pub mod decode;
+pub mod model;
+pub mod reader;

@@ -1,0 +1,129 @@
+//! The public event schema: what `--json` prints one per line and what
+//! `explain --from` reads back. Field names are a contract (see docs/schema.md);
+//! bump [`SCHEMA_VERSION`] on incompatible changes.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Version of the JSON Lines schema.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Kind of event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A TCP state transition.
+    State,
+    /// This host sent a RST.
+    ResetSent,
+    /// A socket on this host received a RST.
+    ResetReceived,
+}
+
+impl Kind {
+    /// The JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::State => "state",
+            Self::ResetSent => "reset_sent",
+            Self::ResetReceived => "reset_received",
+        }
+    }
+}
+
+/// Record type tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordType {
+    /// A kernel event.
+    Event,
+}
+
+/// One event, as printed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Always `event`.
+    pub record: RecordType,
+    /// Kind.
+    pub kind: Kind,
+    /// Wall-clock time of the kernel hook (RFC 3339, UTC, nanoseconds).
+    pub time: DateTime<Utc>,
+    /// The connection. For resets, `src` → `dst` is the direction the RST
+    /// travelled (for `reset_sent`, `src` is this host); for state events `src` is
+    /// the local socket.
+    pub flow: Flow,
+    /// State before the transition (state events).
+    pub old_state: Option<String>,
+    /// State after the transition (state events).
+    pub new_state: Option<String>,
+    /// For resets: the local socket's state when the reset was sent or received;
+    /// `null` without a socket.
+    pub state: Option<String>,
+    /// Kernel reset reason (`enum sk_rst_reason` name) for `reset_sent`, when the
+    /// kernel reports one; otherwise `null`.
+    pub reason: Option<String>,
+    /// For `reset_received`: the error the owning process gets from its next
+    /// socket call, as `tcp_reset()` sets it from the state.
+    pub error: Option<String>,
+    /// The process that owns the socket, `null` when no process owns it.
+    pub owner: Option<Process>,
+    /// The task on the CPU when the hook fired. Right for close(), setsockopt and
+    /// `ss -K`; unrelated in softirq and timer context.
+    pub actor: Process,
+    /// For resets without a full socket: the process listening on the local
+    /// port in that namespace, `null` when nobody listens.
+    pub listener: Option<Process>,
+    /// Kernel hook that reported the event.
+    pub hook: String,
+    /// For passive resets: the incoming segment that triggered the RST.
+    pub segment: Option<Segment>,
+    /// Kernel address of the socket (hex), for correlating events of one socket.
+    pub socket: Option<String>,
+}
+
+/// A flow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flow {
+    /// `ipv4` or `ipv6`.
+    pub family: String,
+    /// `addr:port` (IPv6 as `[addr]:port`).
+    pub src: String,
+    /// `addr:port`.
+    pub dst: String,
+    /// Network namespace inode.
+    pub netns: u32,
+}
+
+/// A process (owner, listener or actor).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Process {
+    /// Process id (thread-group id, as `ps` shows).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Command name.
+    pub comm: String,
+    /// Real user id.
+    pub uid: u32,
+    /// cgroup v2 id.
+    pub cgroup_id: u64,
+    /// How the owner was learned: `connect`, `listen`, `accept`, `close`,
+    /// `listener` (inherited, not yet accepted) or `census` (found at start-up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// For an owner whose socket already closed: milliseconds between that close
+    /// and this event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_ms_before: Option<u64>,
+}
+
+/// The incoming segment that triggered a reset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    /// TCP flags, e.g. `["SYN"]`, `["ACK", "PSH"]`.
+    pub flags: Vec<String>,
+    /// Payload bytes.
+    pub payload_bytes: u32,
+}

@@ -1,0 +1,48 @@
+//! Checking, before anything else, that tcpwatch may load BPF programs.
+
+use caps::{CapSet, Capability};
+
+/// Why tracing is not permitted.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivilegeError {
+    /// Capabilities are missing.
+    #[error(
+        "needs root, or the capabilities CAP_BPF and CAP_PERFMON (missing: {missing}); run it with sudo"
+    )]
+    Missing {
+        /// The missing capabilities, comma-separated.
+        missing: String,
+    },
+    /// The capability sets could not be read.
+    #[error("cannot read this process's capabilities: {0}")]
+    Unreadable(String),
+}
+
+/// Checks the effective capabilities needed to load and attach the programs:
+/// CAP_BPF and CAP_PERFMON (5.8+), or CAP_SYS_ADMIN which implies both.
+pub fn check() -> Result<(), PrivilegeError> {
+    let has = |cap| {
+        caps::has_cap(None, CapSet::Effective, cap)
+            .map_err(|e| PrivilegeError::Unreadable(e.to_string()))
+    };
+    if has(Capability::CAP_SYS_ADMIN)? {
+        return Ok(());
+    }
+    let missing: Vec<&str> = [
+        (Capability::CAP_BPF, "CAP_BPF"),
+        (Capability::CAP_PERFMON, "CAP_PERFMON"),
+    ]
+    .into_iter()
+    .filter_map(|(cap, name)| match has(cap) {
+        Ok(true) => None,
+        _ => Some(name),
+    })
+    .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(PrivilegeError::Missing {
+            missing: missing.join(", "),
+        })
+    }
+}

@@ -1,0 +1,219 @@
+//! Names of kernel enums the events carry as numbers: TCP states and
+//! `enum sk_rst_reason`. Resolved at start-up from BTF, else from the tracepoints'
+//! print fmt; numbers moved between 6.11 and 6.12, so no table is compiled in.
+
+use std::collections::BTreeMap;
+
+use tcpwatch_common::layout::TcpStates;
+
+use super::{btf::KernelBtf, tracefs::TpFormat};
+
+/// Where a name table came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameSource {
+    /// Kernel BTF.
+    Btf,
+    /// A tracepoint's `print fmt` symbol table.
+    TracepointFormat,
+}
+
+impl NameSource {
+    /// Human-readable origin.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Btf => "kernel BTF",
+            Self::TracepointFormat => "tracepoint print fmt",
+        }
+    }
+}
+
+/// Errors resolving names.
+#[derive(Debug, thiserror::Error)]
+pub enum NamesError {
+    /// Neither BTF nor the state tracepoint describes the TCP states.
+    #[error(
+        "cannot resolve TCP state numbers: no TCP_ESTABLISHED enum in BTF and no state table in sock:inet_sock_set_state's format"
+    )]
+    NoStates,
+    /// A state tcpwatch needs is missing from the kernel's table.
+    #[error("the kernel's TCP state table has no {0}")]
+    MissingState(&'static str),
+}
+
+/// Kernel enum names for this kernel.
+#[derive(Clone, Debug)]
+pub struct KernelNames {
+    states: BTreeMap<u8, String>,
+    reasons: BTreeMap<u32, String>,
+    /// Origin of the state table.
+    pub states_source: NameSource,
+    /// Origin of the reset-reason table, `None` when the kernel has no reasons.
+    pub reasons_source: Option<NameSource>,
+}
+
+impl KernelNames {
+    /// Resolves names from BTF (preferred) or the tracepoint formats.
+    pub fn resolve(
+        btf: Option<&KernelBtf>,
+        set_state: Option<&TpFormat>,
+        send_reset: Option<&TpFormat>,
+    ) -> Result<Self, NamesError> {
+        let (states, states_source) = match btf.and_then(|b| b.enum_with_member("TCP_ESTABLISHED"))
+        {
+            Some(members) => (strip(members, "TCP_"), NameSource::Btf),
+            None => {
+                let table = set_state
+                    .map(|f| f.symbolic_table("oldstate"))
+                    .unwrap_or_default();
+                if table.is_empty() {
+                    return Err(NamesError::NoStates);
+                }
+                (
+                    strip(
+                        table.into_iter().map(|(v, n)| (n, v as i64)).collect(),
+                        "TCP_",
+                    ),
+                    NameSource::TracepointFormat,
+                )
+            }
+        };
+        let states = states
+            .into_iter()
+            .filter_map(|(name, value)| Some((u8::try_from(value).ok()?, name)))
+            .collect();
+
+        let (reasons, reasons_source) = match btf.and_then(|b| b.enum_named("sk_rst_reason")) {
+            Some(members) => (strip(members, "SK_RST_REASON_"), Some(NameSource::Btf)),
+            None => {
+                let table = send_reset
+                    .map(|f| f.symbolic_table("reason"))
+                    .unwrap_or_default();
+                if table.is_empty() {
+                    (Vec::new(), None)
+                } else {
+                    (
+                        table.into_iter().map(|(v, n)| (n, v as i64)).collect(),
+                        Some(NameSource::TracepointFormat),
+                    )
+                }
+            }
+        };
+        let reasons = reasons
+            .into_iter()
+            .filter_map(|(name, value)| Some((u32::try_from(value).ok()?, name)))
+            .collect();
+        Ok(Self {
+            states,
+            reasons,
+            states_source,
+            reasons_source,
+        })
+    }
+
+    /// `ESTABLISHED`, `SYN_SENT`, ... for a kernel state number.
+    pub fn state(&self, number: u8) -> Option<&str> {
+        self.states.get(&number).map(String::as_str)
+    }
+
+    /// `NO_SOCKET`, `TCP_ABORT_ON_CLOSE`, ... for a raw `sk_rst_reason`.
+    pub fn reason(&self, raw: u32) -> Option<&str> {
+        self.reasons.get(&raw).map(String::as_str)
+    }
+
+    /// Whether this kernel names a reset reason `name`.
+    pub fn has_reason(&self, name: &str) -> bool {
+        self.reasons.values().any(|n| n == name)
+    }
+
+    /// Number of reset reasons known.
+    pub fn reason_count(&self) -> usize {
+        self.reasons.len()
+    }
+
+    /// The state numbers the kernel programs need.
+    pub fn tcp_states(&self) -> Result<TcpStates, NamesError> {
+        let number = |name: &'static str| {
+            self.states
+                .iter()
+                .find(|(_, n)| n.as_str() == name)
+                .map(|(v, _)| *v)
+                .ok_or(NamesError::MissingState(name))
+        };
+        Ok(TcpStates {
+            established: number("ESTABLISHED")?,
+            syn_sent: number("SYN_SENT")?,
+            syn_recv: number("SYN_RECV")?,
+            fin_wait1: number("FIN_WAIT1")?,
+            fin_wait2: number("FIN_WAIT2")?,
+            time_wait: number("TIME_WAIT")?,
+            close: number("CLOSE")?,
+            close_wait: number("CLOSE_WAIT")?,
+            last_ack: number("LAST_ACK")?,
+            listen: number("LISTEN")?,
+            closing: number("CLOSING")?,
+            new_syn_recv: number("NEW_SYN_RECV")?,
+        })
+    }
+}
+
+fn strip(members: Vec<(String, i64)>, prefix: &str) -> Vec<(String, i64)> {
+    members
+        .into_iter()
+        .map(|(name, value)| (name.strip_prefix(prefix).unwrap_or(&name).to_owned(), value))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn format(text: &str) -> TpFormat {
+        TpFormat::parse(text).unwrap()
+    }
+
+    const STATE_FMT: &str = "format:\n\tfield:int oldstate;\toffset:16;\tsize:4;\tsigned:1;\nprint fmt: \"x\", __print_symbolic(REC->oldstate, { 1, \"TCP_ESTABLISHED\" }, { 2, \"TCP_SYN_SENT\" }, { 3, \"TCP_SYN_RECV\" }, { 4, \"TCP_FIN_WAIT1\" }, { 5, \"TCP_FIN_WAIT2\" }, { 6, \"TCP_TIME_WAIT\" }, { 7, \"TCP_CLOSE\" }, { 8, \"TCP_CLOSE_WAIT\" }, { 9, \"TCP_LAST_ACK\" }, { 10, \"TCP_LISTEN\" }, { 11, \"TCP_CLOSING\" }, { 12, \"TCP_NEW_SYN_RECV\" })\n";
+
+    #[test]
+    fn falls_back_to_print_fmt_without_btf() {
+        let reset = format(
+            "format:\n\tfield:enum sk_rst_reason reason;\toffset:28;\tsize:4;\tsigned:0;\nprint fmt: \"r\", __print_symbolic(REC->reason, { 0, \"NOT_SPECIFIED\" }, { 1, \"NO_SOCKET\" })\n",
+        );
+        let names = KernelNames::resolve(None, Some(&format(STATE_FMT)), Some(&reset)).unwrap();
+        assert_eq!(names.state(1), Some("ESTABLISHED"));
+        assert_eq!(names.states_source, NameSource::TracepointFormat);
+        assert_eq!(names.tcp_states().unwrap().listen, 10);
+        assert_eq!(names.reason(1), Some("NO_SOCKET"));
+        assert_eq!(names.reasons_source, Some(NameSource::TracepointFormat));
+    }
+
+    #[test]
+    fn no_reason_field_means_no_reasons() {
+        let old_reset = format(
+            "format:\n\tfield:int state;\toffset:24;\tsize:4;\tsigned:1;\nprint fmt: \"s\"\n",
+        );
+        let names = KernelNames::resolve(None, Some(&format(STATE_FMT)), Some(&old_reset)).unwrap();
+        assert_eq!(names.reasons_source, None);
+        assert_eq!(names.reason(1), None);
+    }
+
+    #[test]
+    fn no_state_table_is_an_error() {
+        assert!(matches!(
+            KernelNames::resolve(None, None, None),
+            Err(NamesError::NoStates)
+        ));
+    }
+
+    #[test]
+    fn host_btf_names() {
+        let btf = KernelBtf::load(std::path::Path::new(super::super::btf::VMLINUX_BTF))
+            .expect("this test needs kernel BTF");
+        let names = KernelNames::resolve(Some(&btf), None, None).unwrap();
+        assert_eq!(names.states_source, NameSource::Btf);
+        assert_eq!(
+            names.state(names.tcp_states().unwrap().time_wait),
+            Some("TIME_WAIT")
+        );
+        assert!(names.has_reason("NO_SOCKET"));
+    }
+}

@@ -1,0 +1,398 @@
+//! The attach plan: a pure function from detected [`Features`] to the programs to
+//! attach, each with the reason for the choice. Decided from features, never from
+//! version numbers; `tcpwatch probes` prints it.
+
+use super::features::Features;
+
+/// What a program is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// TCP state transitions and owner capture.
+    States,
+    /// Resets this host sends.
+    ResetsSent,
+    /// Resets sockets on this host receive.
+    ResetsReceived,
+    /// Owner of accepted sockets.
+    AcceptOwner,
+}
+
+impl Role {
+    /// Short label for reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::States => "state transitions",
+            Self::ResetsSent => "resets sent",
+            Self::ResetsReceived => "resets received",
+            Self::AcceptOwner => "owner of accepted sockets",
+        }
+    }
+}
+
+/// Where a program attaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachPoint {
+    /// A tracepoint `category:name`.
+    Tracepoint {
+        /// Tracepoint system.
+        category: &'static str,
+        /// Tracepoint name.
+        name: &'static str,
+    },
+    /// A kprobe on a kernel function.
+    Kprobe {
+        /// Function name.
+        function: &'static str,
+    },
+}
+
+impl std::fmt::Display for AttachPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tracepoint { category, name } => write!(f, "tracepoint:{category}:{name}"),
+            Self::Kprobe { function } => write!(f, "kprobe:{function}"),
+        }
+    }
+}
+
+/// One program to load and attach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// Program name in the eBPF object.
+    pub program: &'static str,
+    /// Where it attaches.
+    pub point: AttachPoint,
+    /// What for.
+    pub role: Role,
+}
+
+/// How completely this kernel reports resets sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetCoverage {
+    /// Every reset built by the TCP stack, including those without a full socket.
+    Complete,
+    /// Only resets sent for full sockets: no-socket and TIME_WAIT resets are missed.
+    FullSocketsOnly,
+    /// Resets sent are not observed.
+    None,
+}
+
+/// The attach plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Programs in attach order.
+    pub steps: Vec<Step>,
+    /// One line per role: what was chosen and why.
+    pub reasons: Vec<(Role, String)>,
+    /// Coverage of resets sent.
+    pub reset_coverage: ResetCoverage,
+}
+
+/// Errors planning.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    /// Not one usable hook.
+    #[error(
+        "this kernel has none of the hooks tcpwatch uses (sock:inet_sock_set_state, tcp:tcp_send_reset, tcp:tcp_receive_reset, kprobes)"
+    )]
+    NothingToAttach,
+}
+
+/// Chooses the programs for this kernel.
+pub fn plan(features: &Features) -> Result<Plan, PlanError> {
+    let mut steps = Vec::new();
+    let mut reasons = Vec::new();
+
+    if features.set_state.is_some() {
+        steps.push(tracepoint(
+            "tcpwatch_state",
+            "sock",
+            "inet_sock_set_state",
+            Role::States,
+        ));
+        reasons.push((
+            Role::States,
+            "tracepoint sock:inet_sock_set_state".to_owned(),
+        ));
+    } else {
+        reasons.push((
+            Role::States,
+            "unavailable: no sock:inet_sock_set_state tracepoint (added in 4.16); no state events, and owners come only from accept()".to_owned(),
+        ));
+    }
+
+    let can_kprobe_resets = features.kprobes
+        && features.has_function("tcp_v4_send_reset")
+        && features.has_function("tcp_send_active_reset");
+    let reset_coverage = if features.send_reset_covers_all() {
+        steps.push(tracepoint(
+            "tcpwatch_send_reset",
+            "tcp",
+            "tcp_send_reset",
+            Role::ResetsSent,
+        ));
+        reasons.push((
+            Role::ResetsSent,
+            "tracepoint tcp:tcp_send_reset: it has the reason field, so it also fires for resets without a full socket (no socket, TIME_WAIT)".to_owned(),
+        ));
+        ResetCoverage::Complete
+    } else if can_kprobe_resets {
+        steps.push(kprobe("tcpwatch_v4_send_reset", "tcp_v4_send_reset"));
+        if features.has_function("tcp_v6_send_reset") {
+            steps.push(kprobe("tcpwatch_v6_send_reset", "tcp_v6_send_reset"));
+        }
+        steps.push(kprobe("tcpwatch_active_reset", "tcp_send_active_reset"));
+        let why = if features.send_reset.is_some() {
+            "kprobes on tcp_v4_send_reset/tcp_v6_send_reset/tcp_send_active_reset: this kernel's tcp:tcp_send_reset has no reason field and skips resets without a full socket"
+        } else {
+            "kprobes on tcp_v4_send_reset/tcp_v6_send_reset/tcp_send_active_reset: no tcp:tcp_send_reset tracepoint"
+        };
+        let mut why = why.to_owned();
+        if !features.has_function("tcp_v6_send_reset") {
+            why.push_str("; tcp_v6_send_reset is not in kallsyms (IPv6 off or a module not loaded): IPv6 passive resets are missed");
+        }
+        reasons.push((Role::ResetsSent, why));
+        ResetCoverage::Complete
+    } else if features.send_reset.is_some() {
+        steps.push(tracepoint(
+            "tcpwatch_send_reset",
+            "tcp",
+            "tcp_send_reset",
+            Role::ResetsSent,
+        ));
+        reasons.push((
+            Role::ResetsSent,
+            "tracepoint tcp:tcp_send_reset without the reason field, and no kprobes here: resets without a full socket (connection to a closed port, TIME_WAIT) are NOT seen".to_owned(),
+        ));
+        ResetCoverage::FullSocketsOnly
+    } else {
+        reasons.push((
+            Role::ResetsSent,
+            "unavailable: no tcp:tcp_send_reset tracepoint and no kprobes".to_owned(),
+        ));
+        ResetCoverage::None
+    };
+
+    if features.receive_reset.is_some() {
+        steps.push(tracepoint(
+            "tcpwatch_receive_reset",
+            "tcp",
+            "tcp_receive_reset",
+            Role::ResetsReceived,
+        ));
+        reasons.push((
+            Role::ResetsReceived,
+            "tracepoint tcp:tcp_receive_reset".to_owned(),
+        ));
+    } else {
+        reasons.push((
+            Role::ResetsReceived,
+            "unavailable: no tcp:tcp_receive_reset tracepoint".to_owned(),
+        ));
+    }
+
+    let mut accept = Vec::new();
+    if features.accept4_exit.is_some() {
+        steps.push(tracepoint(
+            "tcpwatch_accept4_exit",
+            "syscalls",
+            "sys_exit_accept4",
+            Role::AcceptOwner,
+        ));
+        accept.push("syscalls:sys_exit_accept4");
+    }
+    if features.accept_exit.is_some() {
+        steps.push(tracepoint(
+            "tcpwatch_accept_exit",
+            "syscalls",
+            "sys_exit_accept",
+            Role::AcceptOwner,
+        ));
+        accept.push("syscalls:sys_exit_accept");
+    }
+    reasons.push((
+        Role::AcceptOwner,
+        if accept.is_empty() {
+            "unavailable: no syscall tracepoints (CONFIG_FTRACE_SYSCALLS); accepted sockets are attributed to the listener's owner".to_owned()
+        } else {
+            format!("tracepoints {}", accept.join(", "))
+        },
+    ));
+
+    if !steps.iter().any(|s| s.role != Role::AcceptOwner) {
+        return Err(PlanError::NothingToAttach);
+    }
+    Ok(Plan {
+        steps,
+        reasons,
+        reset_coverage,
+    })
+}
+
+fn tracepoint(
+    program: &'static str,
+    category: &'static str,
+    name: &'static str,
+    role: Role,
+) -> Step {
+    Step {
+        program,
+        point: AttachPoint::Tracepoint { category, name },
+        role,
+    }
+}
+
+fn kprobe(program: &'static str, function: &'static str) -> Step {
+    Step {
+        program,
+        point: AttachPoint::Kprobe { function },
+        role: Role::ResetsSent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::probes::tracefs::TpFormat;
+
+    fn format(fields: &[&str]) -> Option<TpFormat> {
+        let text: String = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                format!(
+                    "\tfield:int {f};\toffset:{};\tsize:4;\tsigned:0;\n",
+                    8 + 4 * i
+                )
+            })
+            .collect();
+        Some(TpFormat::parse(&format!("format:\n{text}print fmt: \"\"\n")).unwrap())
+    }
+
+    fn kernel(reason: bool, kprobes: bool, functions: &[&str]) -> Features {
+        let reset_fields: &[&str] = if reason {
+            &["skbaddr", "skaddr", "state", "reason", "saddr", "daddr"]
+        } else {
+            &["skbaddr", "skaddr", "sport", "dport", "state", "family"]
+        };
+        Features {
+            release: "test".into(),
+            btf: true,
+            kprobes,
+            functions: functions
+                .iter()
+                .map(|f| (*f).to_owned())
+                .collect::<BTreeSet<_>>(),
+            set_state: format(&["skaddr", "oldstate", "newstate"]),
+            send_reset: format(reset_fields),
+            receive_reset: format(&["skaddr"]),
+            accept4_exit: format(&["ret"]),
+            accept_exit: format(&["ret"]),
+        }
+    }
+
+    fn points(plan: &Plan, role: Role) -> Vec<String> {
+        plan.steps
+            .iter()
+            .filter(|s| s.role == role)
+            .map(|s| s.point.to_string())
+            .collect()
+    }
+
+    const ALL_FUNCTIONS: &[&str] = &[
+        "tcp_v4_send_reset",
+        "tcp_v6_send_reset",
+        "tcp_send_active_reset",
+    ];
+
+    #[test]
+    fn tracepoint_with_reason_wins_even_when_kprobes_exist() {
+        let plan = plan(&kernel(true, true, ALL_FUNCTIONS)).unwrap();
+        assert_eq!(
+            points(&plan, Role::ResetsSent),
+            ["tracepoint:tcp:tcp_send_reset"]
+        );
+        assert_eq!(plan.reset_coverage, ResetCoverage::Complete);
+        assert!(
+            plan.steps
+                .iter()
+                .all(|s| !matches!(s.point, AttachPoint::Kprobe { .. }))
+        );
+    }
+
+    #[test]
+    fn old_tracepoint_falls_back_to_kprobes() {
+        let plan = plan(&kernel(false, true, ALL_FUNCTIONS)).unwrap();
+        assert_eq!(
+            points(&plan, Role::ResetsSent),
+            [
+                "kprobe:tcp_v4_send_reset",
+                "kprobe:tcp_v6_send_reset",
+                "kprobe:tcp_send_active_reset"
+            ]
+        );
+        assert_eq!(plan.reset_coverage, ResetCoverage::Complete);
+    }
+
+    #[test]
+    fn no_ipv6_function_is_said() {
+        let plan = plan(&kernel(
+            false,
+            true,
+            &["tcp_v4_send_reset", "tcp_send_active_reset"],
+        ))
+        .unwrap();
+        assert_eq!(points(&plan, Role::ResetsSent).len(), 2);
+        let why = &plan
+            .reasons
+            .iter()
+            .find(|(r, _)| *r == Role::ResetsSent)
+            .unwrap()
+            .1;
+        assert!(why.contains("IPv6 passive resets are missed"), "{why}");
+    }
+
+    #[test]
+    fn old_tracepoint_without_kprobes_is_partial() {
+        let plan = plan(&kernel(false, false, ALL_FUNCTIONS)).unwrap();
+        assert_eq!(
+            points(&plan, Role::ResetsSent),
+            ["tracepoint:tcp:tcp_send_reset"]
+        );
+        assert_eq!(plan.reset_coverage, ResetCoverage::FullSocketsOnly);
+        // Kprobes available but the functions are not (inlined, renamed): same.
+        let plan = super::plan(&kernel(false, true, &[])).unwrap();
+        assert_eq!(plan.reset_coverage, ResetCoverage::FullSocketsOnly);
+    }
+
+    #[test]
+    fn missing_pieces_are_reported_not_fatal() {
+        let mut f = kernel(true, false, &[]);
+        f.accept4_exit = None;
+        f.accept_exit = None;
+        f.receive_reset = None;
+        let plan = plan(&f).unwrap();
+        assert!(points(&plan, Role::AcceptOwner).is_empty());
+        assert!(
+            plan.reasons
+                .iter()
+                .any(|(r, w)| *r == Role::ResetsReceived && w.starts_with("unavailable"))
+        );
+        assert!(
+            plan.reasons
+                .iter()
+                .any(|(r, w)| *r == Role::AcceptOwner && w.contains("listener"))
+        );
+    }
+
+    #[test]
+    fn nothing_to_attach_is_an_error() {
+        let f = Features {
+            accept4_exit: format(&["ret"]),
+            ..Features::default()
+        };
+        assert_eq!(plan(&f), Err(PlanError::NothingToAttach));
+    }
+}
