@@ -1,0 +1,4 @@
+//! Shared helpers of the kernel integration tests.
+pub mod netns;
+pub mod peer;
+pub mod tracer;
