@@ -75,7 +75,7 @@ pub struct TraceArgs {
     #[arg(long, value_name = "NETNS", value_parser = filters::parse_netns)]
     pub netns: Vec<u32>,
     /// Stop after this long (e.g. 30s, 5m).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// Stop after printing this many events.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -87,7 +87,7 @@ pub struct TraceArgs {
     #[arg(long, value_name = "N", default_value_t = limits::SOCKET_OWNERS, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
     pub max_sockets: u32,
     /// How long a closed socket's owner is remembered for late segments.
-    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
     pub owner_grace: Duration,
     /// Skip the start-up census of existing sockets.
     #[arg(long)]
@@ -109,6 +109,11 @@ pub struct ProbesArgs {
     /// Kernel options.
     #[command(flatten)]
     pub kernel: KernelArgs,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|_| format!("'{text}' is not a duration (for example 500ms, 30s, 5m, 1h)"))
 }
 
 fn parse_ring_size(text: &str) -> Result<u32, String> {

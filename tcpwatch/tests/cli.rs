@@ -49,7 +49,7 @@ fn bad_flags_and_values() {
             &["trace", "--netns", "/nonexistent/ns/net"],
             "not a netns inode or path",
         ),
-        (&["trace", "--duration", "soon"], "--duration"),
+        (&["trace", "--duration", "soon"], "'soon' is not a duration"),
         (&["trace", "--count", "0"], "--count"),
         (&["trace", "--ring-buffer-size", "5000"], "power of two"),
         (&["trace", "--max-sockets", "10"], "--max-sockets"),
