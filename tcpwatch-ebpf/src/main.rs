@@ -37,6 +37,8 @@ mod skb;
 mod sock;
 #[cfg(target_arch = "bpf")]
 mod state;
+#[cfg(target_arch = "bpf")]
+mod tp_tuple;
 
 #[cfg(target_arch = "bpf")]
 mod programs {

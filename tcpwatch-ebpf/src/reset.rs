@@ -26,6 +26,7 @@ use crate::{
     kmem::{ReadError, tp, tp_uint},
     maps::count,
     owner, skb, sock,
+    tp_tuple::{self, tuple_fields},
 };
 
 /// A reset this host is sending, as the hook saw it.
@@ -110,27 +111,7 @@ fn legacy_flow(ctx: &TracePointContext, sk: u64) -> Result<(FlowKey, u16), ReadE
         Ok(f) => f as u16,
         Err(_) => sock::family(sk)?,
     };
-    let (local_addr, remote_addr) = if fam == family::INET6 {
-        (
-            tp::<[u8; 16]>(ctx, config!(send_reset.saddr_v6))?,
-            tp::<[u8; 16]>(ctx, config!(send_reset.daddr_v6))?,
-        )
-    } else {
-        (
-            map_v4(tp::<[u8; 4]>(ctx, config!(send_reset.saddr))?),
-            map_v4(tp::<[u8; 4]>(ctx, config!(send_reset.daddr))?),
-        )
-    };
-    Ok((
-        FlowKey {
-            local_addr,
-            remote_addr,
-            netns: 0,
-            local_port: tp_uint(ctx, config!(send_reset.sport))? as u16,
-            remote_port: tp_uint(ctx, config!(send_reset.dport))? as u16,
-        },
-        fam,
-    ))
+    Ok((tp_tuple::read(ctx, &tuple_fields!(send_reset), fam)?, fam))
 }
 
 /// kprobe on `tcp_v4_send_reset`/`tcp_v6_send_reset(sk, skb, ...)`: the flow comes
@@ -272,24 +253,8 @@ fn receive_reset_tp(ctx: &TracePointContext) -> Result<(), ReadError> {
         Ok(f) => f as u16,
         Err(_) => sock::family(sk)?,
     };
-    let (local_addr, remote_addr) = if fam == family::INET6 {
-        (
-            tp::<[u8; 16]>(ctx, config!(receive_reset.saddr_v6))?,
-            tp::<[u8; 16]>(ctx, config!(receive_reset.daddr_v6))?,
-        )
-    } else {
-        (
-            map_v4(tp::<[u8; 4]>(ctx, config!(receive_reset.saddr))?),
-            map_v4(tp::<[u8; 4]>(ctx, config!(receive_reset.daddr))?),
-        )
-    };
-    let flow = FlowKey {
-        local_addr,
-        remote_addr,
-        netns: sock::netns(sk)?,
-        local_port: tp_uint(ctx, config!(receive_reset.sport))? as u16,
-        remote_port: tp_uint(ctx, config!(receive_reset.dport))? as u16,
-    };
+    let mut flow = tp_tuple::read(ctx, &tuple_fields!(receive_reset), fam)?;
+    flow.netns = sock::netns(sk)?;
     let state = sock::state(sk)?;
     let Some(mut slot) = Slot::take() else {
         count(Counter::LostResetReceived);

@@ -14,8 +14,7 @@ use tcpwatch_common::{
     IPPROTO_TCP,
     counters::Counter,
     event::{EventKind, Hook, flags},
-    family,
-    flow::{FlowKey, map_v4},
+    flow::FlowKey,
     owner::{OwnerRecord, OwnerSource},
 };
 
@@ -26,6 +25,7 @@ use crate::{
     kmem::{ReadError, tp, tp_uint},
     maps::count,
     owner, sock,
+    tp_tuple::{self, tuple_fields},
 };
 
 /// Handles one `inet_sock_set_state` record.
@@ -46,7 +46,8 @@ fn handle(ctx: &TracePointContext) -> Result<(), ReadError> {
     let old = tp_uint(ctx, config!(set_state.oldstate))? as u8;
     let new = tp_uint(ctx, config!(set_state.newstate))? as u8;
     let fam = tp_uint(ctx, config!(set_state.family))? as u16;
-    let flow = read_flow(ctx, sk, fam)?;
+    let mut flow = tp_tuple::read(ctx, &tuple_fields!(set_state), fam)?;
+    flow.netns = sock::netns(sk)?;
     let now = owner::now_ns();
     let owner = track_owner(sk, &flow, old, new, now);
 
@@ -72,27 +73,6 @@ fn handle(ctx: &TracePointContext) -> Result<(), ReadError> {
         owner::forget_socket(sk);
     }
     Ok(())
-}
-
-fn read_flow(ctx: &TracePointContext, sk: u64, fam: u16) -> Result<FlowKey, ReadError> {
-    let (local_addr, remote_addr) = if fam == family::INET6 {
-        (
-            tp::<[u8; 16]>(ctx, config!(set_state.saddr_v6))?,
-            tp::<[u8; 16]>(ctx, config!(set_state.daddr_v6))?,
-        )
-    } else {
-        (
-            map_v4(tp::<[u8; 4]>(ctx, config!(set_state.saddr))?),
-            map_v4(tp::<[u8; 4]>(ctx, config!(set_state.daddr))?),
-        )
-    };
-    Ok(FlowKey {
-        local_addr,
-        remote_addr,
-        netns: sock::netns(sk)?,
-        local_port: tp_uint(ctx, config!(set_state.sport))? as u16,
-        remote_port: tp_uint(ctx, config!(set_state.dport))? as u16,
-    })
 }
 
 /// Updates the owner tables for this transition and returns the socket's owner

@@ -1,0 +1,62 @@
+//! The socket tuple as the `sock:` and `tcp:` tracepoints carry it: host-order
+//! `sport`/`dport`, `saddr`/`daddr` as IPv4 arrays and `saddr_v6`/`daddr_v6` (which
+//! hold v4-mapped addresses for IPv4 sockets).
+
+use tcpwatch_common::{
+    family,
+    flow::{FlowKey, map_v4},
+    layout::TpField,
+};
+
+use aya_ebpf::programs::TracePointContext;
+
+use crate::kmem::{ReadError, tp, tp_uint};
+
+/// The tuple fields of one tracepoint.
+pub struct TupleFields {
+    pub sport: TpField,
+    pub dport: TpField,
+    pub saddr: TpField,
+    pub daddr: TpField,
+    pub saddr_v6: TpField,
+    pub daddr_v6: TpField,
+}
+
+/// The tuple fields of tracepoint layout `$tp` in the config, e.g.
+/// `tuple_fields!(set_state)`.
+macro_rules! tuple_fields {
+    ($tp:ident) => {
+        $crate::tp_tuple::TupleFields {
+            sport: $crate::config::config!($tp.sport),
+            dport: $crate::config::config!($tp.dport),
+            saddr: $crate::config::config!($tp.saddr),
+            daddr: $crate::config::config!($tp.daddr),
+            saddr_v6: $crate::config::config!($tp.saddr_v6),
+            daddr_v6: $crate::config::config!($tp.daddr_v6),
+        }
+    };
+}
+pub(crate) use tuple_fields;
+
+/// Reads the local/remote tuple of a socket of family `fam` (netns left 0).
+#[inline(always)]
+pub fn read(ctx: &TracePointContext, f: &TupleFields, fam: u16) -> Result<FlowKey, ReadError> {
+    let (local_addr, remote_addr) = if fam == family::INET6 {
+        (
+            tp::<[u8; 16]>(ctx, f.saddr_v6)?,
+            tp::<[u8; 16]>(ctx, f.daddr_v6)?,
+        )
+    } else {
+        (
+            map_v4(tp::<[u8; 4]>(ctx, f.saddr)?),
+            map_v4(tp::<[u8; 4]>(ctx, f.daddr)?),
+        )
+    };
+    Ok(FlowKey {
+        local_addr,
+        remote_addr,
+        netns: 0,
+        local_port: tp_uint(ctx, f.sport)? as u16,
+        remote_port: tp_uint(ctx, f.dport)? as u16,
+    })
+}
