@@ -103,8 +103,23 @@ fn main() {
             toolchain.origin
         ))
     });
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        // Surface the eBPF crate's own warnings, which cargo would otherwise hide.
+        let mut in_warning = false;
+        for line in stderr.lines() {
+            if line.starts_with("warning") {
+                in_warning = !line.contains("generated");
+            } else if line.trim_start().starts_with("Compiling")
+                || line.trim_start().starts_with("Finished")
+            {
+                in_warning = false;
+            }
+            if in_warning {
+                println!("cargo:warning=tcpwatch-ebpf: {line}");
+            }
+        }
+    } else {
         for line in stderr.lines() {
             println!("cargo:warning={line}");
         }
