@@ -25,14 +25,17 @@ pub enum Counter {
     OwnerUpdateErrors = 7,
     /// Events dropped by the in-kernel filters (not a loss).
     Filtered = 8,
+    /// Events on a full socket whose owner was not known (socket opened before
+    /// start and missed by the census, or its entry evicted from a full owner map).
+    Unattributed = 9,
 }
 
 impl Counter {
     /// Number of counters (size of the array).
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 10;
 
     /// All counters, in index order.
-    pub const ALL: [Counter; 9] = [
+    pub const ALL: [Counter; 10] = [
         Self::EmittedState,
         Self::EmittedResetSent,
         Self::EmittedResetReceived,
@@ -42,6 +45,7 @@ impl Counter {
         Self::ReadErrors,
         Self::OwnerUpdateErrors,
         Self::Filtered,
+        Self::Unattributed,
     ];
 
     /// Stable name used in summaries and metrics.
@@ -56,6 +60,7 @@ impl Counter {
             Self::ReadErrors => "kernel_read_errors",
             Self::OwnerUpdateErrors => "owner_update_errors",
             Self::Filtered => "filtered",
+            Self::Unattributed => "unattributed",
         }
     }
 }

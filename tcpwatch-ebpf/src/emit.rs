@@ -110,10 +110,14 @@ pub fn submit(
         cpu: unsafe { bpf_get_smp_processor_id() },
         ts_ns: now,
     };
-    if let Some(owner) = owner {
-        // SAFETY: a map value pointer, valid for this program run.
-        event.owner = unsafe { *owner };
-        event.flags |= flags::HAS_OWNER;
+    match owner {
+        Some(owner) => {
+            // SAFETY: a map value pointer, valid for this program run.
+            event.owner = unsafe { *owner };
+            event.flags |= flags::HAS_OWNER;
+        }
+        None if event.flags & flags::FULL_SOCKET != 0 => count(Counter::Unattributed),
+        None => {}
     }
     if let Some(listener) = listener {
         // SAFETY: a map value pointer, valid for this program run.

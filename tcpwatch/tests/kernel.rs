@@ -95,7 +95,8 @@ fn port_of(endpoint: &Value) -> u16 {
         .expect("port")
 }
 
-/// Asserts a clean exit: code 0 and a summary with nothing lost.
+/// Asserts a clean exit: code 0, a summary with nothing lost, and every event on
+/// a live socket attributed to an owner.
 fn assert_clean_exit(trace: &Trace) {
     assert_eq!(
         trace.code,
@@ -104,8 +105,11 @@ fn assert_clean_exit(trace: &Trace) {
         trace.stderr
     );
     assert!(
-        trace.stderr.contains("stopped (") && trace.stderr.contains(" 0 lost"),
-        "summary with 0 lost expected; stderr:\n{}",
+        trace.stderr.contains("stopped (")
+            && trace.stderr.contains(" 0 lost")
+            && trace.stderr.contains(" 0 undecodable")
+            && trace.stderr.contains(" 0 without a known owner"),
+        "summary with nothing lost and every live socket attributed expected; stderr:\n{}",
         trace.stderr
     );
 }

@@ -7,6 +7,7 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow};
+use tcpwatch_common::counters::Counter;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
@@ -216,12 +217,13 @@ impl Session {
         };
         let [state, sent, received] = self.shown;
         format!(
-            "stopped ({why}) after {:.1} s: {} events shown ({sent} reset_sent, {received} reset_received, {state} state); {} lost (ring buffer full), {} undecodable, {} kernel read errors",
+            "stopped ({why}) after {:.1} s: {} events shown ({sent} reset_sent, {received} reset_received, {state} state); {} lost (ring buffer full), {} undecodable, {} kernel read errors, {} without a known owner",
             elapsed.as_secs_f64(),
             state + sent + received,
             kernel.lost(),
             self.decode.total(),
-            kernel.get(tcpwatch_common::counters::Counter::ReadErrors),
+            kernel.get(Counter::ReadErrors),
+            kernel.get(Counter::Unattributed),
         )
     }
 }
