@@ -41,6 +41,9 @@ const BATCH: usize = 4096;
 
 /// Runs `trace` until a signal, `--duration` or `--count`.
 pub async fn run(args: TraceArgs) -> Result<(), Failure> {
+    // Handle SIGINT/SIGTERM from the start: a stop during start-up or right after
+    // the "tracing" line must still exit cleanly with a summary.
+    let mut signals = Signals::install().or_runtime()?;
     privileges::check().or_usage()?;
     let filters = Filters {
         kinds: args.kind.0.clone(),
@@ -113,7 +116,7 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
     let mut reader = Reader::new(&mut ebpf).or_runtime()?;
     let tracing_since = Instant::now();
     let mut stop = session
-        .pump(&mut reader, args.duration)
+        .pump(&mut reader, &mut signals, args.duration)
         .await
         .or_runtime()?;
     if !matches!(stop, Stop::Count | Stop::OutputClosed) {
@@ -131,6 +134,21 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
         session.summary(stop, tracing_since.elapsed(), &counters)
     );
     Ok(())
+}
+
+/// SIGINT and SIGTERM, caught.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> io::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
 }
 
 /// Why tracing stopped.
@@ -153,15 +171,18 @@ struct Session {
 }
 
 impl Session {
-    async fn pump(&mut self, reader: &mut Reader, duration: Option<Duration>) -> io::Result<Stop> {
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut terminate = signal(SignalKind::terminate())?;
+    async fn pump(
+        &mut self,
+        reader: &mut Reader,
+        signals: &mut Signals,
+        duration: Option<Duration>,
+    ) -> io::Result<Stop> {
         let deadline = tokio::time::sleep(duration.unwrap_or(Duration::MAX));
         tokio::pin!(deadline);
         loop {
             tokio::select! {
-                _ = interrupt.recv() => return Ok(Stop::Interrupt),
-                _ = terminate.recv() => return Ok(Stop::Terminate),
+                _ = signals.interrupt.recv() => return Ok(Stop::Interrupt),
+                _ = signals.terminate.recv() => return Ok(Stop::Terminate),
                 () = &mut deadline, if duration.is_some() => return Ok(Stop::Duration),
                 read = reader.drain(BATCH, |bytes| self.take(bytes)) => { read?; }
             }
