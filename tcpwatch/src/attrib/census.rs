@@ -30,45 +30,23 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    fs::{self, File},
-    io::{ErrorKind, Read},
+    fs,
+    io::Read,
     net::SocketAddr,
     os::unix::fs::MetadataExt,
     path::{Component, Path, PathBuf},
-    thread,
 };
 
-use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
-use netlink_packet_sock_diag::{
-    SockDiagMessage,
-    constants::{AF_INET, AF_INET6, IPPROTO_TCP},
-    inet::{ExtensionFlags, InetRequest, InetResponseHeader, SocketId, StateFlags},
-};
-use netlink_sys::{Socket, SocketAddr as NetlinkAddr, protocols::NETLINK_SOCK_DIAG};
-use nix::{
-    sched::{CloneFlags, setns},
-    sys::{
-        socket::{setsockopt, sockopt::ReceiveTimeout},
-        statfs::{CGROUP2_SUPER_MAGIC, statfs},
-        time::{TimeVal, TimeValLike},
-    },
-};
+use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, statfs};
 use procfs::process::{FDTarget, Process};
 
-/// Named namespaces (`ip netns add`).
-const NAMED_NETNS: &str = "/run/netns";
+use super::{
+    netns,
+    sock_diag::{self, DiagSocket, Query},
+};
+
 /// Where the cgroup v2 hierarchy is usually mounted (unified, then hybrid).
 const CGROUP2_ROOTS: [&str; 2] = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"];
-/// The calling thread's own namespace.
-const OWN_NETNS: &str = "/proc/thread-self/ns/net";
-/// Paths remembered per namespace, tried in turn if a task has exited.
-const PATHS_PER_NETNS: usize = 4;
-/// Larger than the kernel's largest dump message batch (32 KiB).
-const RECV_BUFFER: usize = 64 * 1024;
-/// Bound on each netlink receive, so a stuck dump cannot hang start-up.
-const RECV_TIMEOUT_SECS: i64 = 5;
 
 /// One TCP socket found by the census.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,34 +125,36 @@ struct ProcScan {
     owners: HashMap<u64, u32>,
 }
 
-/// What one namespace's dump found.
-#[derive(Default)]
-struct NsDump {
-    sockets: Vec<CensusSocket>,
-    truncated: bool,
-    /// Messages that could not be decoded (skipped).
-    undecodable: usize,
-    /// Without the "netns N: " prefix.
-    warnings: Vec<String>,
-}
-
 /// Takes the census, keeping at most `max_sockets` sockets.
 pub fn take(max_sockets: usize) -> Result<Census, CensusError> {
-    drop(Socket::new(NETLINK_SOCK_DIAG).map_err(CensusError::Netlink)?);
+    sock_diag::probe().map_err(CensusError::Netlink)?;
     let mut scan = scan_proc()?;
-    add_named_namespaces(&mut scan.namespaces);
+    netns::add_named(&mut scan.namespaces);
     let mut census = Census::default();
-    for (&netns, paths) in &scan.namespaces {
+    for (&ns, paths) in &scan.namespaces {
         let budget = max_sockets.saturating_sub(census.sockets.len());
-        match dump_namespace(netns, paths.clone(), budget) {
+        let dumped = netns::run_in(ns, paths.clone(), move || {
+            sock_diag::dump(Query::all(), budget)
+        });
+        match dumped {
             Ok(dump) => {
                 census.namespaces += 1;
                 census.truncated |= dump.truncated;
-                census.sockets.extend(dump.sockets);
-                let prefixed = dump.warnings.iter().map(|w| format!("netns {netns}: {w}"));
-                census.warnings.extend(prefixed);
+                census
+                    .sockets
+                    .extend(dump.sockets.into_iter().map(|s| from_diag(ns, s)));
+                let mut problems = dump.failures;
+                if dump.undecodable > 0 {
+                    problems.push(format!(
+                        "{} undecodable sock_diag messages",
+                        dump.undecodable
+                    ));
+                }
+                census
+                    .warnings
+                    .extend(problems.iter().map(|w| format!("netns {ns}: {w}")));
             }
-            Err(e) => census.warnings.push(format!("netns {netns}: {e}")),
+            Err(e) => census.warnings.push(format!("netns {ns}: {e}")),
         }
         if census.truncated {
             break;
@@ -195,24 +175,10 @@ fn scan_proc() -> Result<ProcScan, CensusError> {
     let mut scan = ProcScan::default();
     for process in procfs::process::all_processes().map_err(CensusError::Proc)? {
         let Ok(process) = process else { continue };
-        record_namespaces(&process, &mut scan.namespaces);
+        netns::record_threads(&process, &mut scan.namespaces);
         record_sockets(&process, &mut scan.owners);
     }
     Ok(scan)
-}
-
-/// Records the network namespace of each of the process's threads.
-fn record_namespaces(process: &Process, namespaces: &mut BTreeMap<u32, Vec<PathBuf>>) {
-    let Ok(tasks) = process.tasks() else { return };
-    for task in tasks.flatten() {
-        let path = PathBuf::from(format!("/proc/{}/task/{}/ns/net", task.pid, task.tid));
-        if let Some(netns) = netns_inode(&path) {
-            let paths = namespaces.entry(netns).or_default();
-            if paths.len() < PATHS_PER_NETNS {
-                paths.push(path);
-            }
-        }
-    }
 }
 
 /// Maps each socket the process holds to it, keeping the lowest pid.
@@ -229,203 +195,20 @@ fn record_sockets(process: &Process, owners: &mut HashMap<u64, u32>) {
     }
 }
 
-/// Adds the namespaces bound under `/run/netns`, if any.
-fn add_named_namespaces(namespaces: &mut BTreeMap<u32, Vec<PathBuf>>) {
-    let (Ok(entries), Ok(own)) = (fs::read_dir(NAMED_NETNS), fs::metadata(OWN_NETNS)) else {
-        return;
-    };
-    for path in entries.flatten().map(|entry| entry.path()) {
-        // A name whose bind mount is gone is a plain file, not an nsfs inode.
-        let Ok(meta) = fs::metadata(&path) else {
-            continue;
-        };
-        if let (true, Ok(netns)) = (meta.dev() == own.dev(), u32::try_from(meta.ino())) {
-            namespaces.entry(netns).or_default().insert(0, path);
-        }
-    }
-}
-
-/// The namespace inode `path` leads to.
-fn netns_inode(path: &Path) -> Option<u32> {
-    u32::try_from(fs::metadata(path).ok()?.ino()).ok()
-}
-
-/// Dumps one namespace on a dedicated thread, which exits afterwards.
-fn dump_namespace(netns: u32, paths: Vec<PathBuf>, budget: usize) -> Result<NsDump, String> {
-    thread::Builder::new()
-        .name("census-netns".into())
-        .spawn(move || dump_in(netns, &paths, budget))
-        .map_err(|e| format!("cannot start a thread: {e}"))?
-        .join()
-        .map_err(|_| "the scanning thread panicked".to_string())?
-}
-
-/// Runs on the dedicated thread: enter, then dump both families.
-fn dump_in(netns: u32, paths: &[PathBuf], budget: usize) -> Result<NsDump, String> {
-    enter(netns, paths)?;
-    let socket = open_diag_socket().map_err(|e| format!("netlink socket: {e}"))?;
-    let mut dump = NsDump::default();
-    let mut failures = Vec::new();
-    for family in [AF_INET, AF_INET6] {
-        if let Err(e) = dump_family(&socket, netns, family, budget, &mut dump) {
-            failures.push(format!("family {family}: {e}"));
-        }
-        if dump.truncated {
-            break;
-        }
-    }
-    if failures.len() == 2 {
-        return Err(format!("sock_diag dump failed: {}", failures.join("; ")));
-    }
-    if dump.undecodable > 0 {
-        failures.push(format!(
-            "{} undecodable sock_diag messages",
-            dump.undecodable
-        ));
-    }
-    dump.warnings = failures;
-    Ok(dump)
-}
-
-/// Moves the calling thread into namespace `netns` through one of `paths`.
-fn enter(netns: u32, paths: &[PathBuf]) -> Result<(), String> {
-    if netns_inode(Path::new(OWN_NETNS)) == Some(netns) {
-        return Ok(());
-    }
-    let mut last = "no path leads to it any more".to_string();
-    for path in paths {
-        match enter_via(netns, path) {
-            Ok(()) => return Ok(()),
-            Err(e) => last = format!("cannot enter via {}: {e}", path.display()),
-        }
-    }
-    Err(last)
-}
-
-/// Opens `path`, checks it is still namespace `netns` (pids are reused), enters it.
-fn enter_via(netns: u32, path: &Path) -> Result<(), String> {
-    let file = File::open(path).map_err(|e| e.to_string())?;
-    let inode = file.metadata().map_err(|e| e.to_string())?.ino();
-    if u64::from(netns) != inode {
-        return Err("it now leads to another namespace".into());
-    }
-    setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())
-}
-
-/// A sock_diag socket in the calling thread's namespace, with a receive timeout.
-fn open_diag_socket() -> std::io::Result<Socket> {
-    let socket = Socket::new(NETLINK_SOCK_DIAG)?;
-    let timeout = TimeVal::seconds(RECV_TIMEOUT_SECS);
-    setsockopt(&socket, ReceiveTimeout, &timeout).map_err(std::io::Error::from)?;
-    socket.connect(&NetlinkAddr::new(0, 0))?;
-    Ok(socket)
-}
-
-/// Dumps the TCP sockets of one family into `dump`, stopping at `budget` sockets.
-fn dump_family(
-    socket: &Socket,
-    netns: u32,
-    family: u8,
-    budget: usize,
-    dump: &mut NsDump,
-) -> Result<(), String> {
-    send_request(socket, family)?;
-    let mut buf = Vec::with_capacity(RECV_BUFFER);
-    loop {
-        buf.clear();
-        match socket.recv(&mut buf, 0) {
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Err("timed out".into()),
-            Err(e) => return Err(format!("receiving: {e}")),
-        }
-        if read_batch(&buf, netns, budget, dump)? {
-            return Ok(());
-        }
-    }
-}
-
-/// Sends an `inet_diag_req_v2` dump request for TCP, all states.
-fn send_request(socket: &Socket, family: u8) -> Result<(), String> {
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    let socket_id = if family == AF_INET6 {
-        SocketId::new_v6()
-    } else {
-        SocketId::new_v4()
-    };
-    let request = InetRequest {
-        family,
-        protocol: IPPROTO_TCP,
-        extensions: ExtensionFlags::empty(),
-        // SYN_RECV makes the kernel include request sockets (NEW_SYN_RECV).
-        states: StateFlags::all(),
-        socket_id,
-    };
-    let mut packet = NetlinkMessage::new(header, SockDiagMessage::InetRequest(request).into());
-    packet.finalize();
-    let mut bytes = vec![0; packet.buffer_len()];
-    packet.serialize(&mut bytes);
-    socket
-        .send(&bytes, 0)
-        .map(drop)
-        .map_err(|e| format!("sending the request: {e}"))
-}
-
-/// Decodes one received datagram. `Ok(true)` when the dump is over (or the budget hit).
-fn read_batch(buf: &[u8], netns: u32, budget: usize, dump: &mut NsDump) -> Result<bool, String> {
-    let mut rest = buf;
-    while !rest.is_empty() {
-        let len = message_len(rest).ok_or("truncated netlink message")?;
-        match NetlinkMessage::<SockDiagMessage>::deserialize(&rest[..len]) {
-            Ok(message) => match message.payload {
-                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
-                    if dump.sockets.len() >= budget {
-                        dump.truncated = true;
-                        return Ok(true);
-                    }
-                    dump.sockets.push(to_socket(netns, &response.header));
-                }
-                NetlinkPayload::Done(_) => return Ok(true),
-                NetlinkPayload::Error(e) => return Err(e.to_io().to_string()),
-                NetlinkPayload::Overrun(_) => return Err("netlink overrun".into()),
-                _ => {}
-            },
-            Err(_) => dump.undecodable += 1,
-        }
-        rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
-    }
-    Ok(false)
-}
-
-/// Length of the netlink message at the start of `bytes`, if it is whole.
-fn message_len(bytes: &[u8]) -> Option<usize> {
-    let len = u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?);
-    let len = usize::try_from(len).ok()?;
-    (16..=bytes.len()).contains(&len).then_some(len)
-}
-
-/// A census entry (without owner) from an `inet_diag_msg`.
-fn to_socket(netns: u32, header: &InetResponseHeader) -> CensusSocket {
-    let id = &header.socket_id;
+/// A census entry (without owner) from a dumped socket.
+fn from_diag(netns: u32, s: DiagSocket) -> CensusSocket {
     CensusSocket {
         netns,
-        family: header.family.into(),
-        state: header.state,
-        local: SocketAddr::new(id.source_address, id.source_port),
-        remote: SocketAddr::new(id.destination_address, id.destination_port),
-        inode: header.inode.into(),
-        uid: header.uid,
-        cookie: cookie(id.cookie),
-        interface: id.interface_id,
+        family: s.family,
+        state: s.state,
+        local: s.local,
+        remote: s.remote,
+        inode: s.inode,
+        uid: s.uid,
+        cookie: s.cookie,
+        interface: s.interface,
         owner: None,
     }
-}
-
-/// `idiag_cookie` is two native-endian u32 halves, low half first.
-fn cookie(raw: [u8; 8]) -> u64 {
-    let [a, b, c, d, e, f, g, h] = raw;
-    u64::from(u32::from_ne_bytes([a, b, c, d])) | u64::from(u32::from_ne_bytes([e, f, g, h])) << 32
 }
 
 /// Fills in the owner of every socket some process holds.
@@ -494,10 +277,11 @@ mod tests {
         io::Read,
         net::{TcpListener, TcpStream},
         process::Command,
+        thread,
         time::{Duration, Instant},
     };
 
-    use nix::sched::unshare;
+    use nix::sched::{CloneFlags, unshare};
 
     use super::*;
 
@@ -516,7 +300,7 @@ mod tests {
                 .args(["link", "set", "lo", "up"])
                 .status();
             assert!(status.expect("run ip").success(), "ip link set lo up");
-            f(netns_inode(Path::new(OWN_NETNS)).expect("own netns inode"))
+            f(netns::inode(Path::new(netns::OWN_NETNS)).expect("own netns inode"))
         });
         thread.join().expect("test thread panicked")
     }
@@ -611,23 +395,5 @@ mod tests {
             assert!(none.sockets.is_empty());
             assert!(!take(usize::MAX).unwrap().truncated);
         });
-    }
-
-    #[test]
-    fn cookie_halves_are_native_u32s() {
-        let mut raw = [0u8; 8];
-        raw[..4].copy_from_slice(&0x89ab_cdefu32.to_ne_bytes());
-        raw[4..].copy_from_slice(&0x0123_4567u32.to_ne_bytes());
-        assert_eq!(cookie(raw), 0x0123_4567_89ab_cdef);
-    }
-
-    #[test]
-    fn message_len_rejects_short_and_overlong() {
-        assert_eq!(message_len(&[1, 0]), None);
-        let mut msg = 20u32.to_ne_bytes().to_vec();
-        msg.resize(20, 0);
-        assert_eq!(message_len(&msg), Some(20));
-        assert_eq!(message_len(&msg[..19]), None);
-        assert_eq!(message_len(&[8, 0, 0, 0, 0, 0, 0, 0]), None);
     }
 }
