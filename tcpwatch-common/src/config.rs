@@ -28,8 +28,6 @@ pub struct ProgramConfig {
     pub accept4_exit: TpLayout,
     /// `syscalls:sys_exit_accept` fields.
     pub accept_exit: TpLayout,
-    /// Explicit padding, always zero.
-    pub _pad: u32,
     /// How long an owner is kept after its socket closed, in nanoseconds.
     pub owner_grace_ns: u64,
     /// Output filters.
@@ -38,7 +36,7 @@ pub struct ProgramConfig {
     pub _pad2: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<ProgramConfig>() == 44 + 12 + 5 * 60 + 4 + 8 + 60 + 4);
+const _: () = assert!(core::mem::size_of::<ProgramConfig>() == 48 + 12 + 5 * 60 + 8 + 60 + 4);
 const _: () = assert!(core::mem::size_of::<ProgramConfig>().is_multiple_of(8));
 
 #[cfg(feature = "user")]

@@ -94,7 +94,24 @@ pub mod flags {
     pub const HAS_SEGMENT: u8 = 1 << 3;
     /// `skaddr` is a full socket (not NULL, not a TIME_WAIT or request mini-socket).
     pub const FULL_SOCKET: u8 = 1 << 4;
+    /// `tcp` holds the socket's idle time and byte counters.
+    pub const HAS_TCP_STATS: u8 = 1 << 5;
 }
+
+/// Activity of a full TCP socket at the time of the event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpStats {
+    /// Microseconds since the socket last sent or received anything
+    /// (`tcp_sock.tcp_mstamp`): how long it had been idle.
+    pub idle_us: u64,
+    /// Payload bytes received (`tcp_sock.bytes_received`).
+    pub bytes_received: u64,
+    /// Payload bytes sent and acknowledged by the peer (`tcp_sock.bytes_acked`).
+    pub bytes_acked: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<TcpStats>() == 24);
 
 /// Common header of every ring-buffer record.
 #[repr(C)]
@@ -155,9 +172,11 @@ pub struct TcpEvent {
     pub listener: OwnerRecord,
     /// The task on the CPU when the hook fired.
     pub actor: TaskIdent,
+    /// Socket activity, if `HAS_TCP_STATS` (full sockets only).
+    pub tcp: TcpStats,
 }
 
-const _: () = assert!(core::mem::size_of::<TcpEvent>() == 256);
+const _: () = assert!(core::mem::size_of::<TcpEvent>() == 280);
 const _: () = assert!(core::mem::align_of::<TcpEvent>() <= 8);
 
 #[cfg(feature = "user")]
@@ -166,3 +185,6 @@ unsafe impl aya::Pod for EventHeader {}
 #[cfg(feature = "user")]
 // SAFETY: repr(C), integers and byte arrays, explicit padding (size asserted).
 unsafe impl aya::Pod for TcpEvent {}
+#[cfg(feature = "user")]
+// SAFETY: repr(C), u64 fields only (size asserted).
+unsafe impl aya::Pod for TcpStats {}

@@ -125,8 +125,13 @@ pub struct KernelLayout {
     pub file_private_data: u16,
     /// `socket.sk` (pointer).
     pub socket_sk: u16,
-    /// Explicit padding, always zero.
-    pub _pad: u16,
+    /// `tcp_sock.tcp_mstamp` (u64, µs of the monotonic clock at the last send or
+    /// receive processing).
+    pub tcp_mstamp: u16,
+    /// `tcp_sock.bytes_received` (u64).
+    pub tcp_bytes_received: u16,
+    /// `tcp_sock.bytes_acked` (u64).
+    pub tcp_bytes_acked: u16,
 }
 
 impl Default for KernelLayout {
@@ -153,12 +158,14 @@ impl Default for KernelLayout {
             fdt_fd: ABSENT,
             file_private_data: ABSENT,
             socket_sk: ABSENT,
-            _pad: 0,
+            tcp_mstamp: ABSENT,
+            tcp_bytes_received: ABSENT,
+            tcp_bytes_acked: ABSENT,
         }
     }
 }
 
-const _: () = assert!(core::mem::size_of::<KernelLayout>() == 44);
+const _: () = assert!(core::mem::size_of::<KernelLayout>() == 48);
 
 /// The kernel's TCP state numbers (`TCP_ESTABLISHED`, ...), from BTF. The programs
 /// recognise process-context transitions by these, so they are configuration, not
@@ -201,7 +208,7 @@ unsafe impl aya::Pod for TpField {}
 // SAFETY: repr(C), TpField fields only, no padding (size asserted).
 unsafe impl aya::Pod for TpLayout {}
 #[cfg(feature = "user")]
-// SAFETY: repr(C), u16 fields only, explicit padding (size asserted).
+// SAFETY: repr(C), u16 fields only, no padding (size asserted).
 unsafe impl aya::Pod for KernelLayout {}
 #[cfg(feature = "user")]
 // SAFETY: repr(C), u8 fields only (size asserted).

@@ -12,7 +12,7 @@
 //!
 //! ```
 //! use tcpwatch_common::event::{TcpEvent, EventKind};
-//! assert_eq!(core::mem::size_of::<TcpEvent>(), 256);
+//! assert_eq!(core::mem::size_of::<TcpEvent>(), 280);
 //! assert_eq!(EventKind::from_raw(2), Some(EventKind::ResetSent));
 //! ```
 #![cfg_attr(not(test), no_std)]

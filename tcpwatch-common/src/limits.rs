@@ -2,7 +2,7 @@
 //! ring buffer and owner maps before load (`--ring-buffer-size`, `--max-sockets`).
 
 /// Default ring-buffer size in bytes (a power of two multiple of the page size):
-/// 16384 events of 256 bytes.
+/// about 15000 events of 280 bytes.
 pub const RING_BUFFER_BYTES: u32 = 4 << 20;
 /// Default capacity of the live-socket owner map (LRU).
 pub const SOCKET_OWNERS: u32 = 65536;

@@ -17,6 +17,7 @@ use crate::{
     filter,
     maps::{EVENTS, count},
     owner::current_task,
+    sock,
 };
 
 /// Deepest nesting of tcpwatch programs on one CPU that gets a slot.
@@ -125,6 +126,12 @@ pub fn submit(
         event.flags |= flags::HAS_LISTENER;
     }
     event.actor = current_task();
+    if event.flags & flags::FULL_SOCKET != 0
+        && let Ok(stats) = sock::tcp_stats(event.skaddr, now)
+    {
+        event.tcp = stats;
+        event.flags |= flags::HAS_TCP_STATS;
+    }
     match EVENTS.output::<TcpEvent>(&*event, 0) {
         Ok(()) => count(emitted),
         Err(_) => count(lost),

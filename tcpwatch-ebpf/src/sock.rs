@@ -1,6 +1,7 @@
 //! Reading `struct sock_common` (shared by full, TIME_WAIT and request sockets).
 
 use tcpwatch_common::{
+    event::TcpStats,
     family,
     flow::{FlowKey, map_v4},
 };
@@ -56,4 +57,20 @@ pub fn flow(sk: u64) -> Result<(FlowKey, u16), ReadError> {
         },
         fam,
     ))
+}
+
+/// Activity of a full TCP socket: idle time (from `tcp_mstamp`, microseconds of
+/// the same monotonic clock as `bpf_ktime_get_ns`) and payload byte counters.
+#[inline(always)]
+pub fn tcp_stats(sk: u64, now_ns: u64) -> Result<TcpStats, ReadError> {
+    let last_us: u64 = read(sk, config!(kernel.tcp_mstamp))?;
+    if last_us == 0 {
+        // No segment sent or received yet (LISTEN, SYN_SENT): no idle time.
+        return Err(ReadError::Absent);
+    }
+    Ok(TcpStats {
+        idle_us: (now_ns / 1000).saturating_sub(last_us),
+        bytes_received: read(sk, config!(kernel.tcp_bytes_received))?,
+        bytes_acked: read(sk, config!(kernel.tcp_bytes_acked))?,
+    })
 }

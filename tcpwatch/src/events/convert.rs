@@ -11,7 +11,7 @@ use tcpwatch_common::{
 
 use super::{
     clock::Clock,
-    model::{EventRecord, Flow, Kind, Process, RecordType, SCHEMA_VERSION, Segment},
+    model::{EventRecord, Flow, Kind, Process, RecordType, SCHEMA_VERSION, Segment, TcpActivity},
 };
 use crate::probes::kernel_enums::KernelNames;
 
@@ -78,6 +78,11 @@ impl Converter {
                 payload_bytes: raw.seg_len,
             }),
             socket: (raw.skaddr != 0).then(|| format!("{:#x}", raw.skaddr)),
+            tcp: has(flags::HAS_TCP_STATS).then_some(TcpActivity {
+                idle_ms: raw.tcp.idle_us / 1000,
+                bytes_received: raw.tcp.bytes_received,
+                bytes_acked: raw.tcp.bytes_acked,
+            }),
         }
     }
 }

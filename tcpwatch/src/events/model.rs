@@ -81,6 +81,20 @@ pub struct EventRecord {
     pub segment: Option<Segment>,
     /// Kernel address of the socket (hex), for correlating events of one socket.
     pub socket: Option<String>,
+    /// Activity of the local socket at the event (full sockets only).
+    #[serde(default)]
+    pub tcp: Option<TcpActivity>,
+}
+
+/// A full socket's activity at the time of an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpActivity {
+    /// Milliseconds since the socket last sent or received a segment.
+    pub idle_ms: u64,
+    /// Payload bytes received over the connection's life.
+    pub bytes_received: u64,
+    /// Payload bytes sent and acknowledged by the peer.
+    pub bytes_acked: u64,
 }
 
 /// A flow.

@@ -235,7 +235,8 @@ impl KernelBtf {
                 ))
             })
         };
-        // IPv6 members exist only with CONFIG_IPV6; without them IPv6 is absent.
+        // IPv6 members exist only with CONFIG_IPV6; without them IPv6 is absent. The
+        // tcp_sock activity fields are extras: without them events lack idle times.
         let optional =
             |name: &str, path: &[&str], size: u32| sized(name, path, size).unwrap_or(ABSENT);
         Ok(KernelLayout {
@@ -260,7 +261,9 @@ impl KernelBtf {
             fdt_fd: sized("fdtable", &["fd"], 8)?,
             file_private_data: sized("file", &["private_data"], 8)?,
             socket_sk: sized("socket", &["sk"], 8)?,
-            _pad: 0,
+            tcp_mstamp: optional("tcp_sock", &["tcp_mstamp"], 8),
+            tcp_bytes_received: optional("tcp_sock", &["bytes_received"], 8),
+            tcp_bytes_acked: optional("tcp_sock", &["bytes_acked"], 8),
         })
     }
 }

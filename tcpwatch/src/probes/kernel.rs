@@ -79,7 +79,6 @@ impl Kernel {
             receive_reset: layout(&self.features.receive_reset),
             accept4_exit: layout(&self.features.accept4_exit),
             accept_exit: layout(&self.features.accept_exit),
-            _pad: 0,
             owner_grace_ns,
             filter,
             _pad2: 0,

@@ -114,6 +114,7 @@ mod tests {
                 payload_bytes: 0,
             }),
             socket: None,
+            tcp: None,
         }
     }
 
