@@ -141,7 +141,7 @@ mod tests {
             decode(&bad),
             Err(DecodeError::Size {
                 declared: 16,
-                expected: 256
+                expected: size_of::<TcpEvent>()
             })
         );
     }
