@@ -36,7 +36,7 @@ pub struct ProgramConfig {
     pub _pad2: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<ProgramConfig>() == 48 + 12 + 5 * 60 + 8 + 60 + 4);
+const _: () = assert!(core::mem::size_of::<ProgramConfig>() == 56 + 12 + 5 * 60 + 8 + 60 + 4);
 const _: () = assert!(core::mem::size_of::<ProgramConfig>().is_multiple_of(8));
 
 #[cfg(feature = "user")]

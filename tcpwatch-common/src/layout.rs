@@ -132,6 +132,12 @@ pub struct KernelLayout {
     pub tcp_bytes_received: u16,
     /// `tcp_sock.bytes_acked` (u64).
     pub tcp_bytes_acked: u16,
+    /// `task_struct.group_leader` (pointer): the process's main thread.
+    pub task_group_leader: u16,
+    /// `task_struct.comm` (`char[16]`).
+    pub task_comm: u16,
+    /// Explicit padding, always zero.
+    pub _pad: [u16; 2],
 }
 
 impl Default for KernelLayout {
@@ -161,11 +167,14 @@ impl Default for KernelLayout {
             tcp_mstamp: ABSENT,
             tcp_bytes_received: ABSENT,
             tcp_bytes_acked: ABSENT,
+            task_group_leader: ABSENT,
+            task_comm: ABSENT,
+            _pad: [0; 2],
         }
     }
 }
 
-const _: () = assert!(core::mem::size_of::<KernelLayout>() == 48);
+const _: () = assert!(core::mem::size_of::<KernelLayout>() == 56);
 
 /// The kernel's TCP state numbers (`TCP_ESTABLISHED`, ...), from BTF. The programs
 /// recognise process-context transitions by these, so they are configuration, not
@@ -208,7 +217,7 @@ unsafe impl aya::Pod for TpField {}
 // SAFETY: repr(C), TpField fields only, no padding (size asserted).
 unsafe impl aya::Pod for TpLayout {}
 #[cfg(feature = "user")]
-// SAFETY: repr(C), u16 fields only, no padding (size asserted).
+// SAFETY: repr(C), u16 fields only, explicit padding (size asserted).
 unsafe impl aya::Pod for KernelLayout {}
 #[cfg(feature = "user")]
 // SAFETY: repr(C), u8 fields only (size asserted).

@@ -4,7 +4,7 @@
 
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-    generated::{bpf_get_current_cgroup_id, bpf_ktime_get_ns},
+    generated::{bpf_get_current_cgroup_id, bpf_get_current_task, bpf_ktime_get_ns},
 };
 use tcpwatch_common::{
     counters::Counter,
@@ -14,6 +14,7 @@ use tcpwatch_common::{
 
 use crate::{
     config::config,
+    kmem::{ReadError, read},
     maps::{FLOW_OWNERS, LISTENERS, SOCK_OWNERS, count},
 };
 
@@ -25,7 +26,8 @@ pub fn now_ns() -> u64 {
 }
 
 /// The task on the CPU. Only an owner in process-context hooks; elsewhere the
-/// "actor".
+/// "actor". `comm` is the process's name (its main thread's), the name that goes
+/// with the pid; the thread's own name is the fallback.
 #[inline(always)]
 pub fn current_task() -> TaskIdent {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -37,8 +39,17 @@ pub fn current_task() -> TaskIdent {
         _pad: 0,
         // SAFETY: helper without arguments or preconditions.
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        comm: process_comm().unwrap_or_else(|_| bpf_get_current_comm().unwrap_or([0; 16])),
     }
+}
+
+/// `current->group_leader->comm`.
+#[inline(always)]
+fn process_comm() -> Result<[u8; 16], ReadError> {
+    // SAFETY: helper without arguments; returns the current task_struct address.
+    let task = unsafe { bpf_get_current_task() };
+    let leader: u64 = read(task, config!(kernel.task_group_leader))?;
+    read(leader, config!(kernel.task_comm))
 }
 
 /// An owner record for the current task.

@@ -264,6 +264,9 @@ impl KernelBtf {
             tcp_mstamp: optional("tcp_sock", &["tcp_mstamp"], 8),
             tcp_bytes_received: optional("tcp_sock", &["bytes_received"], 8),
             tcp_bytes_acked: optional("tcp_sock", &["bytes_acked"], 8),
+            task_group_leader: optional("task_struct", &["group_leader"], 8),
+            task_comm: optional("task_struct", &["comm"], 16),
+            _pad: [0; 2],
         })
     }
 }
