@@ -36,16 +36,72 @@ pub struct KernelArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Trace resets (and, with --kind, state transitions) live.
-    Trace(TraceArgs),
+    Trace(Box<TraceArgs>),
     /// Show what this kernel offers, the attach plan and why, and which reset
     /// causes it can tell apart.
     Probes(ProbesArgs),
+    /// Explain a recording (`tcpwatch trace --json --kind all > FILE`) later or
+    /// elsewhere: replay it through the rules and print the findings.
+    Explain(ExplainCmdArgs),
+}
+
+/// Tuning of the explanations, shared by `trace` and `explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Print a ranking of causes by count, with top owners and ports, at the end.
+    #[arg(long)]
+    pub summary: bool,
+    /// A close after at least this much idle time is an idle (keep-alive) close.
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
+    pub idle_close: Duration,
+    /// TIME_WAIT sockets on a port (or toward a destination) before a pile-up is
+    /// reported (judged with the close pattern; 25 times this is always reported).
+    #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub time_wait_threshold: u32,
+    /// A CLOSE_WAIT socket idle this long counts as leaked.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub close_wait_age: Duration,
+    /// Leaked CLOSE_WAIT sockets in one process before it is reported.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub close_wait_count: u32,
+}
+
+impl ExplainArgs {
+    /// The thresholds these options set.
+    pub fn thresholds(&self) -> crate::explain::thresholds::Thresholds {
+        crate::explain::thresholds::Thresholds {
+            idle_close: self.idle_close,
+            time_wait_min: self.time_wait_threshold,
+            time_wait_high: self.time_wait_threshold.saturating_mul(25),
+            close_wait_age: self.close_wait_age,
+            close_wait_count: self.close_wait_count,
+            ..Default::default()
+        }
+    }
+}
+
+/// `tcpwatch explain`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  tcpwatch trace --json --kind all > incident.jsonl   # record\n  tcpwatch explain --from incident.jsonl --summary     # explain, anywhere"
+)]
+pub struct ExplainCmdArgs {
+    /// The recording: JSON Lines from `tcpwatch trace --json` (`-` for stdin).
+    /// Record with `--kind all` so connection histories are complete.
+    #[arg(long, value_name = "FILE")]
+    pub from: std::path::PathBuf,
+    /// Print JSON Lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Explanation options.
+    #[command(flatten)]
+    pub explain: ExplainArgs,
 }
 
 /// `tcpwatch trace`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  tcpwatch trace                       resets sent and received\n  tcpwatch trace --kind all --port 443  everything on port 443\n  tcpwatch trace --json --duration 60s > resets.jsonl"
+    after_help = "Examples:\n  tcpwatch trace                        resets sent and received, and findings\n  tcpwatch trace --kind all --port 443  everything on port 443\n  tcpwatch trace --json --kind all --duration 60s > incident.jsonl   (record for explain)"
 )]
 pub struct TraceArgs {
     /// Print JSON Lines instead of readable lines.
@@ -95,6 +151,17 @@ pub struct TraceArgs {
     /// Print the kernel programs' debug log (aya-log) on stderr.
     #[arg(long)]
     pub bpf_log: bool,
+    /// Only print events: no findings, no namespace sampling (and the kernel
+    /// reports only the --kind events).
+    #[arg(long)]
+    pub no_explain: bool,
+    /// How often the active network namespaces are sampled (counters, sysctls,
+    /// socket states) for the explanations.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_sample_interval)]
+    pub sample_interval: Duration,
+    /// Explanation options.
+    #[command(flatten)]
+    pub explain: ExplainArgs,
     /// Kernel options.
     #[command(flatten)]
     pub kernel: KernelArgs,
@@ -114,6 +181,14 @@ pub struct ProbesArgs {
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|_| format!("'{text}' is not a duration (for example 500ms, 30s, 5m, 1h)"))
+}
+
+fn parse_sample_interval(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < Duration::from_millis(100) {
+        return Err(format!("'{text}' is too short (at least 100ms)"));
+    }
+    Ok(d)
 }
 
 fn parse_ring_size(text: &str) -> Result<u32, String> {

@@ -21,8 +21,10 @@
 mod attrib;
 mod cli;
 mod cmd;
+mod context;
 mod events;
 mod exit;
+mod explain;
 mod filters;
 mod privileges;
 mod probes;
@@ -42,10 +44,15 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {
-            // One line: clap's first line, without its multi-line usage hint.
+            // One line: clap's first paragraph joined, without its usage hint.
             let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let first: Vec<&str> = rendered
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let first = first.join(" ");
+            let first = first.strip_prefix("error: ").unwrap_or(&first);
             eprintln!("tcpwatch: {first} (see --help)");
             return ExitCode::from(exit::USAGE);
         }
@@ -65,11 +72,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Probes(args) => cmd::probes::run(&args),
+        Command::Explain(args) => cmd::explain::run(&args),
         Command::Trace(args) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .or_runtime()?
-            .block_on(cmd::trace::run(args)),
+            .block_on(cmd::trace::run(*args)),
     }
 }
 

@@ -134,3 +134,28 @@ fn help_and_version_exit_zero() {
         assert!(!out.stdout.is_empty());
     }
 }
+
+#[test]
+fn explain_rejects_bad_recordings() {
+    let dir = std::env::temp_dir().join(format!("tcpwatch-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let garbage = dir.join("garbage.jsonl");
+    std::fs::write(&garbage, "{\"record\":\"event\"}\nnot json at all\n").unwrap();
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let g = garbage.to_string_lossy().into_owned();
+    let e = empty.to_string_lossy().into_owned();
+    assert_usage_error(
+        &["explain", "--from", "/nonexistent/rec.jsonl"],
+        "cannot open /nonexistent/rec.jsonl",
+    );
+    assert_usage_error(
+        &["explain", "--from", &g],
+        "garbage.jsonl:1: bad event record",
+    );
+    std::fs::write(&garbage, "\n{\"record\":\"other\"}\n[1,2\n").unwrap();
+    assert_usage_error(&["explain", "--from", &g], "garbage.jsonl:3: not JSON");
+    assert_usage_error(&["explain", "--from", &e], "no tcpwatch events in it");
+    assert_usage_error(&["explain"], "--from");
+    let _ = std::fs::remove_dir_all(&dir);
+}

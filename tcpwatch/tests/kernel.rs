@@ -9,6 +9,7 @@
 //! This binary is also the peer program: with `TCPWATCH_TEST_PEER` set it serves
 //! peer commands instead of running tests (see `support/peer.rs`).
 
+#[allow(dead_code, reason = "each test binary uses part of the shared helpers")]
 mod support;
 
 use std::time::Duration;
@@ -42,6 +43,7 @@ fn main() {
         trial("sigint_exits_cleanly_with_summary", sigint_summary),
         trial("netns_filter_excludes_other_namespaces", netns_filter),
         trial("in_kernel_filters_port_pid_comm_addr", in_kernel_filters),
+        trial("explain_replays_a_recording_like_live", explain_replay),
     ];
     if !nix::unistd::geteuid().is_root() {
         if std::env::var_os("TCPWATCH_SKIP_KERNEL_TESTS").is_some() {
@@ -157,6 +159,32 @@ fn closed_port(ip: &str) {
     assert_eq!(received["owner"]["source"], "connect", "{received}");
     assert_eq!(received["state"], "SYN_SENT", "{received}");
     assert_eq!(received["error"], "ECONNREFUSED", "{received}");
+    let finding = one_finding(&trace, "no_listener");
+    assert_eq!(finding["confidence"], "exact");
+    assert!(finding["owner"].is_null(), "{finding}");
+    assert_eq!(
+        pid_of(&finding["peer_owner"]),
+        Some(u64::from(client.pid)),
+        "{finding}"
+    );
+}
+
+/// The single finding of `cause`, and no finding at all of a generic cause
+/// for the same reset (the specific one replaces it).
+fn one_finding<'a>(trace: &'a Trace, cause: &str) -> &'a Value {
+    let found = trace.findings_of(cause);
+    assert_eq!(
+        found.len(),
+        1,
+        "one {cause} finding expected:\n{}",
+        trace.dump()
+    );
+    assert!(
+        trace.findings_of("peer_reset").is_empty(),
+        "the received reset is covered by the sender's finding:\n{}",
+        trace.dump()
+    );
+    found[0]
 }
 
 /// A connected pair: `(server, client, server_port, client_port)`; the server
@@ -208,6 +236,17 @@ fn unread_data_close(ip: &str) {
         Some(u64::from(client.pid)),
         "{received}"
     );
+    let finding = one_finding(&trace, "close_with_unread_data");
+    assert_eq!(
+        pid_of(&finding["owner"]),
+        Some(u64::from(server.pid)),
+        "{finding}"
+    );
+    assert_eq!(
+        pid_of(&finding["peer_owner"]),
+        Some(u64::from(client.pid)),
+        "{finding}"
+    );
 }
 
 /// 3: SO_LINGER {1,0} close: RST with TCP_STATE, owned by the closing process.
@@ -233,6 +272,12 @@ fn linger_zero_close() {
         pid_of(&sent["actor"]),
         Some(u64::from(client.pid)),
         "close() runs in the owner: {sent}"
+    );
+    let finding = one_finding(&trace, "linger_zero_abort");
+    assert_eq!(
+        pid_of(&finding["owner"]),
+        Some(u64::from(client.pid)),
+        "{finding}"
     );
 }
 
@@ -266,6 +311,18 @@ fn idle_close_then_data(ip: &str) {
     );
     assert_ne!(owner, Some(u64::from(client.pid)));
     assert_ne!(sent["owner"]["comm"], "swapper/0");
+    // The server closed right after accept (not idle): data after close.
+    let finding = one_finding(&trace, "data_after_close");
+    assert_eq!(
+        pid_of(&finding["owner"]),
+        Some(u64::from(server.pid)),
+        "{finding}"
+    );
+    assert_eq!(
+        pid_of(&finding["peer_owner"]),
+        Some(u64::from(client.pid)),
+        "{finding}"
+    );
 }
 
 /// 5: a full connect/accept/close lifecycle: every state event on either side is
@@ -419,6 +476,15 @@ fn netns_filter() {
         "nothing from the other namespace:\n{}",
         trace.dump()
     );
+    assert!(
+        trace.findings.is_empty(),
+        "no finding from the other namespace:\n{}",
+        trace.dump()
+    );
+    assert!(
+        trace.samples.iter().all(|s| s["netns"] == ns),
+        "only the filtered namespace is sampled"
+    );
 }
 
 /// `--port`, `--pid`, `--comm` and `--addr` keep exactly the matching flows.
@@ -492,4 +558,65 @@ fn in_kernel_filters() {
         trace.dump()
     );
     assert_eq!(trace.of_kind("reset_sent").len(), 1, "{}", trace.dump());
+}
+
+/// `explain --from` on a recording gives the findings the live trace gave.
+fn explain_replay() {
+    let ns = netns::enter_private();
+    let tracer = trace_all(ns);
+    let (mut server, mut client, _, _) = connected_pair("127.0.0.1");
+    client.ok("send 100");
+    server.ok("await-data");
+    server.ok("close");
+    let mut other = Peer::spawn();
+    assert_eq!(other.cmd("connect 127.0.0.1 9"), "err ECONNREFUSED");
+    std::thread::sleep(Duration::from_millis(1500)); // let a sample come through
+    let trace = tracer.finish();
+    assert_clean_exit(&trace);
+    assert!(!trace.samples.is_empty(), "samples are recorded for replay");
+
+    let dir = std::env::temp_dir().join(format!("tcpwatch-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let recording = dir.join("incident.jsonl");
+    std::fs::write(&recording, &trace.raw).expect("write recording");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tcpwatch"))
+        .args(["explain", "--json", "--summary", "--from"])
+        .arg(&recording)
+        .output()
+        .expect("run explain");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    let causes = |records: &[Value]| {
+        let mut c: Vec<String> = records
+            .iter()
+            .filter(|r| r["record"] == "finding")
+            .map(|r| r["cause"].as_str().unwrap_or("").to_owned())
+            .collect();
+        c.sort();
+        c
+    };
+    assert_eq!(causes(&replayed), causes(&trace.findings), "replay vs live");
+    assert_eq!(
+        causes(&trace.findings),
+        ["close_with_unread_data", "no_listener"]
+    );
+    let summary = replayed
+        .iter()
+        .find(|r| r["record"] == "summary")
+        .expect("summary record");
+    assert_eq!(
+        summary["causes"].as_array().map(Vec::len),
+        Some(2),
+        "{summary}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 findings"));
 }

@@ -24,9 +24,14 @@ const PACKAGES: &[&str] = &[
     "rust-web-src",
     "libzstd-dev",
     "zlib1g-dev",
-    // Tests: `ip` for network namespaces; bpftool to inspect what is loaded.
+    // Tests: `ip` and `ss` for network namespaces and killing sockets; bpftool
+    // to inspect what is loaded; `setpriv` to drop privileges.
     "iproute2",
     "bpftool",
+    "util-linux",
+    // Scenario tests run the real servers users have.
+    "nginx-light",
+    "redis-server",
 ];
 
 /// bpf-linker release known to work with aya 0.14 and LLVM 22.

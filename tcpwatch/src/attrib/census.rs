@@ -181,6 +181,17 @@ fn scan_proc() -> Result<ProcScan, CensusError> {
     Ok(scan)
 }
 
+/// Socket inode -> lowest pid holding it, over every process (one `/proc` walk).
+pub fn socket_holders() -> HashMap<u64, u32> {
+    let mut owners = HashMap::new();
+    if let Ok(processes) = procfs::process::all_processes() {
+        for process in processes.flatten() {
+            record_sockets(&process, &mut owners);
+        }
+    }
+    owners
+}
+
 /// Maps each socket the process holds to it, keeping the lowest pid.
 fn record_sockets(process: &Process, owners: &mut HashMap<u64, u32>) {
     let Ok(pid) = u32::try_from(process.pid()) else {
@@ -224,6 +235,11 @@ fn attach_owners(sockets: &mut [CensusSocket], owners: &HashMap<u64, u32>) {
             .or_insert_with(|| describe(pid, cgroup_root.as_deref()))
             .clone();
     }
+}
+
+/// comm, real uid and cgroup of `pid`; `None` if it has exited.
+pub fn describe_process(pid: u32) -> Option<CensusOwner> {
+    describe(pid, cgroup2_root().as_deref())
 }
 
 /// comm, real uid and cgroup of `pid`; `None` if it has exited.

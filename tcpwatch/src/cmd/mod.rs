@@ -1,3 +1,5 @@
 //! Subcommands.
+pub mod explain;
 pub mod probes;
+pub mod session;
 pub mod trace;

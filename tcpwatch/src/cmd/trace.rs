@@ -1,31 +1,22 @@
 //! `tcpwatch trace`: attach, attribute, print, and summarise at exit.
 
-use std::{
-    io::{self, ErrorKind},
-    os::unix::fs::MetadataExt,
-    time::{Duration, Instant},
-};
+use std::{io, os::unix::fs::MetadataExt, time::Instant};
 
 use anyhow::{Context as _, anyhow};
-use tcpwatch_common::counters::Counter;
-use tokio::{
-    io::unix::AsyncFd,
-    signal::unix::{SignalKind, signal},
-};
+use tcpwatch_common::event::EventKind;
+use tokio::io::unix::AsyncFd;
 use tracing::{info, warn};
 
+use super::session::{Session, Signals};
 use crate::{
     attrib::{census, seed},
     cli::TraceArgs,
+    context::sampler,
     events::{
-        clock::Clock,
-        convert::Converter,
-        counters::KernelCounters,
-        decode::{DecodeStats, decode},
-        model::{EventRecord, Kind},
-        reader::Reader,
+        clock::Clock, convert::Converter, counters::KernelCounters, model::Kind, reader::Reader,
     },
     exit::{Failure, OrExit},
+    explain::engine::Engine,
     filters::Filters,
     privileges,
     probes::{
@@ -36,17 +27,20 @@ use crate::{
     sinks::output::{Format, Output},
 };
 
-/// Records handled per wake-up before other work (signals, timers) gets a turn.
-const BATCH: usize = 4096;
-
 /// Runs `trace` until a signal, `--duration` or `--count`.
 pub async fn run(args: TraceArgs) -> Result<(), Failure> {
     // Handle SIGINT/SIGTERM from the start: a stop during start-up or right after
     // the "tracing" line must still exit cleanly with a summary.
     let mut signals = Signals::install().or_runtime()?;
     privileges::check().or_usage()?;
+    // Explanations need every kind from the kernel: state history, both resets.
+    let explain = !args.no_explain;
     let filters = Filters {
-        kinds: args.kind.0.clone(),
+        kinds: if explain {
+            EventKind::ALL.to_vec()
+        } else {
+            args.kind.0.clone()
+        },
         pids: args.pid.clone(),
         comm: args.comm.clone(),
         ports: args.port.clone(),
@@ -105,26 +99,38 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
     } else {
         Format::Text
     };
-    let mut session = Session {
-        converter: Converter::new(kernel.names.clone(), Clock::sample()),
-        output: Output::new(format, home_netns(), io::stdout()),
-        decode: DecodeStats::default(),
-        shown: [0; 3],
-        limit: args.count,
-        batch: Vec::with_capacity(256),
+    let display: Vec<Kind> = args.kind.0.iter().map(|k| model_kind(*k)).collect();
+    let (engine, hints, samples) = if explain {
+        let (hints, samples) = sampler::start(
+            kernel.names.clone(),
+            args.sample_interval,
+            args.netns.iter().map(|ns| (*ns, None)).collect(),
+        )
+        .or_runtime()?;
+        (
+            Some(Engine::new(args.explain.thresholds())),
+            Some(hints),
+            Some(samples),
+        )
+    } else {
+        (None, None, None)
     };
+    let mut session = Session::new(
+        Converter::new(kernel.names.clone(), Clock::sample()),
+        Output::new(format, home_netns(), io::stdout()),
+        display,
+        args.count,
+        engine,
+        hints,
+    );
     let mut reader = Reader::new(&mut ebpf).or_runtime()?;
     let tracing_since = Instant::now();
-    let mut stop = session
-        .pump(&mut reader, &mut signals, args.duration)
+    let stop = session
+        .run(&mut reader, samples, &mut signals, args.duration)
         .await
         .or_runtime()?;
-    if !matches!(stop, Stop::Count | Stop::OutputClosed) {
-        // Print what the kernel submitted before the stop.
-        reader.drain_now(|bytes| session.take(bytes));
-        if let Some(final_stop) = session.emit_batch().or_runtime()? {
-            stop = final_stop;
-        }
+    if args.explain.summary {
+        session.print_summary().or_runtime()?;
     }
     drop(reader);
     let counters = KernelCounters::read(&ebpf).or_runtime()?;
@@ -134,127 +140,6 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
         session.summary(stop, tracing_since.elapsed(), &counters)
     );
     Ok(())
-}
-
-/// SIGINT and SIGTERM, caught.
-struct Signals {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn install() -> io::Result<Self> {
-        Ok(Self {
-            interrupt: signal(SignalKind::interrupt())?,
-            terminate: signal(SignalKind::terminate())?,
-        })
-    }
-}
-
-/// Why tracing stopped.
-#[derive(Clone, Copy, Debug)]
-enum Stop {
-    Interrupt,
-    Terminate,
-    Duration,
-    Count,
-    OutputClosed,
-}
-
-struct Session {
-    converter: Converter,
-    output: Output<io::Stdout>,
-    decode: DecodeStats,
-    shown: [u64; 3],
-    limit: Option<u64>,
-    batch: Vec<EventRecord>,
-}
-
-impl Session {
-    async fn pump(
-        &mut self,
-        reader: &mut Reader,
-        signals: &mut Signals,
-        duration: Option<Duration>,
-    ) -> io::Result<Stop> {
-        let deadline = tokio::time::sleep(duration.unwrap_or(Duration::MAX));
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                _ = signals.interrupt.recv() => return Ok(Stop::Interrupt),
-                _ = signals.terminate.recv() => return Ok(Stop::Terminate),
-                () = &mut deadline, if duration.is_some() => return Ok(Stop::Duration),
-                read = reader.drain(BATCH, |bytes| self.take(bytes)) => { read?; }
-            }
-            if let Some(stop) = self.emit_batch()? {
-                return Ok(stop);
-            }
-        }
-    }
-
-    /// Decodes one record into the batch, counting undecodable ones.
-    fn take(&mut self, bytes: &[u8]) {
-        match decode(bytes) {
-            Ok(raw) => self.batch.push(self.converter.convert(&raw)),
-            Err(e) => self.decode.count(e),
-        }
-    }
-
-    /// Prints the batch; `Some` when tracing must stop.
-    fn emit_batch(&mut self) -> io::Result<Option<Stop>> {
-        let mut stop = None;
-        for record in self.batch.drain(..) {
-            if self
-                .limit
-                .is_some_and(|limit| self.shown.iter().sum::<u64>() >= limit)
-            {
-                stop = Some(Stop::Count);
-                break;
-            }
-            self.output.event(&record)?;
-            self.shown[kind_index(record.kind)] += 1;
-        }
-        self.batch.clear();
-        if self
-            .limit
-            .is_some_and(|limit| self.shown.iter().sum::<u64>() >= limit)
-        {
-            stop = Some(Stop::Count);
-        }
-        match self.output.flush() {
-            Ok(()) => Ok(stop),
-            Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(Some(Stop::OutputClosed)),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn summary(&self, stop: Stop, elapsed: Duration, kernel: &KernelCounters) -> String {
-        let why = match stop {
-            Stop::Interrupt => "interrupted",
-            Stop::Terminate => "terminated",
-            Stop::Duration => "duration reached",
-            Stop::Count => "count reached",
-            Stop::OutputClosed => "output closed",
-        };
-        let [state, sent, received] = self.shown;
-        format!(
-            "stopped ({why}) after {:.1} s: {} events shown ({sent} reset_sent, {received} reset_received, {state} state); {} lost (ring buffer full), {} undecodable, {} kernel read errors, {} without a known owner",
-            elapsed.as_secs_f64(),
-            state + sent + received,
-            kernel.lost(),
-            self.decode.total(),
-            kernel.get(Counter::ReadErrors),
-            kernel.get(Counter::Unattributed),
-        )
-    }
-}
-
-fn kind_index(kind: Kind) -> usize {
-    match kind {
-        Kind::State => 0,
-        Kind::ResetSent => 1,
-        Kind::ResetReceived => 2,
-    }
 }
 
 /// Seeds the owner maps with the sockets that already exist. Failures only cost
@@ -323,4 +208,12 @@ fn home_netns() -> u32 {
     std::fs::metadata("/proc/self/ns/net")
         .map(|m| m.ino() as u32)
         .unwrap_or(0)
+}
+
+fn model_kind(kind: EventKind) -> Kind {
+    match kind {
+        EventKind::State => Kind::State,
+        EventKind::ResetSent => Kind::ResetSent,
+        EventKind::ResetReceived => Kind::ResetReceived,
+    }
 }

@@ -1,3 +1,4 @@
 //! Output formats.
+pub mod finding_block;
 pub mod output;
 pub mod terminal;

@@ -4,8 +4,10 @@ use std::io::{self, Write};
 
 use bytes::{BufMut, BytesMut};
 
-use super::terminal;
-use crate::events::model::EventRecord;
+use super::{finding_block, terminal};
+use crate::{
+    context::sample::SampleRecord, events::model::EventRecord, explain::finding::FindingRecord,
+};
 
 /// Output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +51,44 @@ impl<W: Write> Output<W> {
             }
         }
         self.buffer.put_u8(b'\n');
+        Ok(())
+    }
+
+    /// Adds a finding: a block of text, or a JSON line.
+    pub fn finding(&mut self, finding: &FindingRecord) -> io::Result<()> {
+        match self.format {
+            Format::Text => self
+                .buffer
+                .put_slice(finding_block::block(finding, self.home_netns).as_bytes()),
+            Format::Json => {
+                serde_json::to_writer((&mut self.buffer).writer(), finding)
+                    .map_err(io::Error::other)?;
+                self.buffer.put_u8(b'\n');
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a namespace sample (JSON only: it lets a recording be explained
+    /// again; people read the findings it leads to).
+    pub fn sample(&mut self, sample: &SampleRecord) -> io::Result<()> {
+        if self.format == Format::Json {
+            serde_json::to_writer((&mut self.buffer).writer(), sample).map_err(io::Error::other)?;
+            self.buffer.put_u8(b'\n');
+        }
+        Ok(())
+    }
+
+    /// Adds text as is (text format) or a JSON value as one line.
+    pub fn summary(&mut self, text: &str, json: &serde_json::Value) -> io::Result<()> {
+        match self.format {
+            Format::Text => self.buffer.put_slice(text.as_bytes()),
+            Format::Json => {
+                serde_json::to_writer((&mut self.buffer).writer(), json)
+                    .map_err(io::Error::other)?;
+                self.buffer.put_u8(b'\n');
+            }
+        }
         Ok(())
     }
 

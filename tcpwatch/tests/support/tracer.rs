@@ -24,8 +24,14 @@ pub struct Tracer {
 
 /// What a finished trace produced.
 pub struct Trace {
-    /// Parsed JSON records.
+    /// Event records.
     pub events: Vec<Value>,
+    /// Finding records.
+    pub findings: Vec<Value>,
+    /// Sample records.
+    pub samples: Vec<Value>,
+    /// Everything tcpwatch printed on stdout (a recording).
+    pub raw: String,
     /// Everything tcpwatch wrote on stderr.
     pub stderr: String,
     /// Exit status code.
@@ -95,15 +101,25 @@ impl Tracer {
             self.stderr_tail.push(line);
         }
         let stderr = self.stderr_tail.join("\n");
-        let events = out
+        let records: Vec<Value> = out
             .lines()
             .map(|l| {
                 serde_json::from_str(l)
                     .unwrap_or_else(|e| panic!("bad JSON line from tcpwatch ({e}): {l}"))
             })
             .collect();
+        let of = |record: &str| -> Vec<Value> {
+            records
+                .iter()
+                .filter(|r| r["record"] == record)
+                .cloned()
+                .collect()
+        };
         Trace {
-            events,
+            events: of("event"),
+            findings: of("finding"),
+            samples: of("sample"),
+            raw: out,
             stderr,
             code: status,
         }
@@ -112,6 +128,12 @@ impl Tracer {
     /// Stops tcpwatch with SIGTERM.
     pub fn finish(self) -> Trace {
         self.finish_with(Signal::SIGTERM)
+    }
+
+    /// Waits `wait` (for samples and the findings they lead to), then stops.
+    pub fn finish_after(self, wait: Duration) -> Trace {
+        thread::sleep(wait);
+        self.finish()
     }
 }
 
@@ -159,10 +181,19 @@ impl Trace {
         found[0]
     }
 
-    /// The trace as JSON lines, for failure messages.
+    /// Findings of `cause`.
+    pub fn findings_of(&self, cause: &str) -> Vec<&Value> {
+        self.findings
+            .iter()
+            .filter(|f| f["cause"] == cause)
+            .collect()
+    }
+
+    /// The trace as JSON lines (events and findings), for failure messages.
     pub fn dump(&self) -> String {
         self.events
             .iter()
+            .chain(&self.findings)
             .map(Value::to_string)
             .collect::<Vec<_>>()
             .join("\n")

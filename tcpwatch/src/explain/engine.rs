@@ -1,0 +1,437 @@
+//! The explanation engine: feeds events and samples to the rules, holds each
+//! finding for a short settle time (so the other end's events can name the
+//! peer), pairs the two ends' findings of one connection, and aggregates repeats.
+//!
+//! The same engine runs live (`trace`) and on a recording (`explain --from`): it
+//! only reads records, and its clock is the records' time.
+
+use std::collections::{HashMap, VecDeque};
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::{
+    cause::Cause,
+    finding::{Confidence, FindingRecord},
+    history::{FlowId, History},
+    infer::{self, Reason},
+    namespaces::Namespaces,
+    rule::{Ctx, Draft, Reset, Rule},
+    rulebook,
+    summary::Summary,
+    thresholds::Thresholds,
+};
+use crate::{
+    context::sample::SampleRecord,
+    events::model::{EventRecord, Kind},
+};
+
+/// Resets waiting for their namespace's next sample, at most.
+const AWAITING: usize = 4096;
+/// An awaiting reset is decided without counters after this long.
+const AWAIT_AT_MOST: TimeDelta = TimeDelta::seconds(5);
+/// A pile-up still present is reported again after this long even if it did not grow.
+const PILEUP_REMINDER: TimeDelta = TimeDelta::minutes(5);
+/// Aggregation keys remembered.
+const KEYS: usize = 10_000;
+
+struct Pending {
+    draft: Draft,
+    ready_at: DateTime<Utc>,
+}
+
+struct Emitted {
+    at: DateTime<Utc>,
+    level: Option<u64>,
+    suppressed: u64,
+    latest: Option<FindingRecord>,
+}
+
+/// Recently emitted findings about one connection, for pairing with the other end.
+struct Recent {
+    at: DateTime<Utc>,
+    flow: FlowId,
+    cause: Cause,
+}
+
+/// A reset whose cause depends on counters the next sample brings: a segment
+/// other than a SYN that found no socket is a TIME_WAIT overflow when
+/// TCPTimeWaitOverflow moved, and a forgotten connection otherwise.
+fn waits_for_counters(event: &EventRecord, reason: &str) -> bool {
+    reason == "NO_SOCKET"
+        && event
+            .segment
+            .as_ref()
+            .is_some_and(|s| !s.flags.iter().any(|f| f == "SYN"))
+}
+
+/// Findings that yield to a specific finding about the same connection.
+fn is_generic(cause: Cause) -> bool {
+    matches!(cause, Cause::PeerReset | Cause::OtherReset)
+}
+
+/// The engine.
+pub struct Engine {
+    history: History,
+    namespaces: Namespaces,
+    thresholds: Thresholds,
+    rules: Vec<Box<dyn Rule>>,
+    pending: Vec<Pending>,
+    emitted: HashMap<String, Emitted>,
+    recent: VecDeque<Recent>,
+    /// Resets waiting for their namespace's next sample, with their reason when
+    /// it is already known (the counters then only choose between causes).
+    awaiting: VecDeque<(EventRecord, Option<(String, Confidence)>)>,
+    clock: Option<DateTime<Utc>>,
+    /// Every finding occurrence, by cause, owner and port.
+    pub summary: Summary,
+}
+
+impl Engine {
+    /// An engine with every rule.
+    pub fn new(thresholds: Thresholds) -> Self {
+        Self {
+            history: History::new(thresholds.max_flows),
+            namespaces: Namespaces::default(),
+            rules: rulebook::all(),
+            thresholds,
+            pending: Vec::new(),
+            emitted: HashMap::new(),
+            recent: VecDeque::new(),
+            awaiting: VecDeque::new(),
+            clock: None,
+            summary: Summary::default(),
+        }
+    }
+
+    /// Flow histories evicted because the table was full.
+    pub fn evicted_flows(&self) -> u64 {
+        self.history.evicted
+    }
+
+    /// Feeds an event; returns the findings ready now.
+    pub fn event(&mut self, event: &EventRecord) -> Vec<FindingRecord> {
+        let mut out = self.advance(event.time);
+        self.history.record(event);
+        if event.kind == Kind::State {
+            return out;
+        }
+        match infer::of_event(event) {
+            Reason::AwaitCounters => self.wait_for_sample(event, None),
+            Reason::Known(reason, confidence) if waits_for_counters(event, &reason) => {
+                self.wait_for_sample(event, Some((reason, confidence)));
+            }
+            Reason::Known(reason, confidence) => self.explain(event, Some(reason), confidence),
+            Reason::None => self.explain(event, None, Confidence::Exact),
+        }
+        out.extend(self.advance(event.time));
+        out
+    }
+
+    /// Feeds a namespace sample; returns the findings ready now.
+    pub fn sample(&mut self, sample: &SampleRecord) -> Vec<FindingRecord> {
+        let mut out = self.advance(sample.time);
+        self.namespaces.record(sample);
+        let now = sample.time;
+        let (ready, waiting): (Vec<_>, Vec<_>) = self.awaiting.drain(..).partition(|(e, _)| {
+            (e.flow.netns == sample.netns && e.time <= now) || now - e.time > AWAIT_AT_MOST
+        });
+        self.awaiting = waiting.into();
+        for (event, known) in ready {
+            self.decide_awaiting(&event, known, now);
+        }
+        let ctx = Ctx {
+            history: &self.history,
+            namespaces: &self.namespaces,
+            thresholds: &self.thresholds,
+        };
+        let mut drafts = Vec::new();
+        for rule in &mut self.rules {
+            drafts.extend(rule.sample(&ctx, sample));
+        }
+        for draft in drafts {
+            self.queue(draft, now);
+        }
+        out.extend(self.advance(now));
+        out
+    }
+
+    /// Advances the clock to `now` (live: wall time) and returns what is due.
+    pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<FindingRecord> {
+        self.advance(now)
+    }
+
+    /// Everything still held, at the end of a trace or recording.
+    pub fn finish(&mut self) -> Vec<FindingRecord> {
+        let now = self.clock.unwrap_or_else(Utc::now);
+        for (event, known) in std::mem::take(&mut self.awaiting) {
+            self.decide_awaiting(&event, known, now);
+        }
+        let far = now + TimeDelta::days(1);
+        let mut out = self.release_due(far);
+        out.extend(self.repeats(far, true));
+        out
+    }
+
+    fn wait_for_sample(&mut self, event: &EventRecord, known: Option<(String, Confidence)>) {
+        if self.awaiting.len() >= AWAITING
+            && let Some((old, old_known)) = self.awaiting.pop_front()
+        {
+            let now = self.clock.unwrap_or(old.time);
+            self.decide_awaiting(&old, old_known, now);
+        }
+        self.awaiting.push_back((event.clone(), known));
+    }
+
+    fn decide_awaiting(
+        &mut self,
+        event: &EventRecord,
+        known: Option<(String, Confidence)>,
+        until: DateTime<Utc>,
+    ) {
+        if let Some((reason, confidence)) = known {
+            return self.explain(event, Some(reason), confidence);
+        }
+        match infer::from_counters(event, &self.namespaces, until) {
+            Reason::Known(reason, confidence) => self.explain(event, Some(reason), confidence),
+            _ => self.explain(event, event.reason.clone(), Confidence::Inferred),
+        }
+    }
+
+    fn explain(&mut self, event: &EventRecord, reason: Option<String>, confidence: Confidence) {
+        let Some(id) = FlowId::of(event) else { return };
+        let reset = Reset {
+            event,
+            id,
+            reason,
+            confidence,
+        };
+        let ctx = Ctx {
+            history: &self.history,
+            namespaces: &self.namespaces,
+            thresholds: &self.thresholds,
+        };
+        let draft = self
+            .rules
+            .iter_mut()
+            .find_map(|rule| rule.reset(&ctx, &reset));
+        if let Some(draft) = draft {
+            self.queue(draft, event.time);
+        }
+    }
+
+    fn queue(&mut self, draft: Draft, time: DateTime<Utc>) {
+        let settle = TimeDelta::from_std(self.thresholds.settle).unwrap_or_default();
+        self.pending.push(Pending {
+            draft,
+            ready_at: time + settle,
+        });
+    }
+
+    fn advance(&mut self, now: DateTime<Utc>) -> Vec<FindingRecord> {
+        let now = self.clock.map_or(now, |c| c.max(now));
+        self.clock = Some(now);
+        let mut out = self.release_due(now);
+        out.extend(self.repeats(now, false));
+        out
+    }
+
+    /// Releases pending findings due by `now`, in time order.
+    fn release_due(&mut self, now: DateTime<Utc>) -> Vec<FindingRecord> {
+        self.pending.sort_by_key(|p| p.ready_at);
+        let due = self
+            .pending
+            .iter()
+            .take_while(|p| p.ready_at <= now)
+            .count();
+        let mut due: Vec<Pending> = self.pending.drain(..due).collect();
+        // Specific findings first: a generic one released in the same batch
+        // must see its specific partner (the other end of the connection).
+        due.sort_by_key(|p| (is_generic(p.draft.finding.cause), p.ready_at));
+        let mut out = Vec::new();
+        for pending in due {
+            if let Some(finding) = self.release(pending.draft) {
+                out.push(finding);
+            }
+        }
+        out
+    }
+
+    fn release(&mut self, mut draft: Draft) -> Option<FindingRecord> {
+        let time = draft.finding.time;
+        if let Some(flow) = draft.flow {
+            if draft.finding.peer_owner.is_none() {
+                draft.finding.peer_owner = self.history.peer(&flow).and_then(|h| h.owner.clone());
+            }
+            if self.superseded(&draft, flow) {
+                return None;
+            }
+            self.recent.push_back(Recent {
+                at: time,
+                flow,
+                cause: draft.finding.cause,
+            });
+            let keep = TimeDelta::from_std(self.thresholds.settle * 4).unwrap_or_default();
+            while self.recent.front().is_some_and(|r| r.at < time - keep) {
+                self.recent.pop_front();
+            }
+        }
+        self.summary
+            .add(&draft.finding, draft.flow.map(|f| f.local.port()), 1);
+        self.aggregate(draft)
+    }
+
+    /// Whether the other end's finding for the same connection already says it
+    /// better: a generic one (peer_reset, other_reset) yields to a specific one,
+    /// and the same cause is reported once.
+    fn superseded(&self, draft: &Draft, flow: FlowId) -> bool {
+        let generic = is_generic;
+        let cause = draft.finding.cause;
+        let same_connection = |other: &FlowId| {
+            (other.local == flow.remote && other.remote == flow.local) || *other == flow
+        };
+        let partners = self
+            .recent
+            .iter()
+            .filter(|r| same_connection(&r.flow))
+            .map(|r| r.cause)
+            .chain(
+                self.pending
+                    .iter()
+                    .filter(|p| p.draft.flow.as_ref().is_some_and(same_connection))
+                    .map(|p| p.draft.finding.cause),
+            );
+        for other in partners {
+            if (generic(cause) && !generic(other)) || other == cause {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Prints the first of a key, counts repeats, prints pile-ups again as they grow.
+    fn aggregate(&mut self, draft: Draft) -> Option<FindingRecord> {
+        let now = draft.finding.time;
+        let window = TimeDelta::from_std(self.thresholds.repeat_window).unwrap_or_default();
+        if self.emitted.len() >= KEYS {
+            let oldest = now - TimeDelta::minutes(10);
+            self.emitted.retain(|_, e| e.at > oldest);
+        }
+        let growth = self.thresholds.growth;
+        match self.emitted.get_mut(&draft.key) {
+            None => {
+                self.emitted.insert(
+                    draft.key,
+                    Emitted {
+                        at: now,
+                        level: draft.level,
+                        suppressed: 0,
+                        latest: None,
+                    },
+                );
+                Some(draft.finding)
+            }
+            Some(e) => match (draft.level, e.level) {
+                (Some(level), Some(before)) => {
+                    let grown = level as f64 >= before as f64 * growth;
+                    if grown || now - e.at >= PILEUP_REMINDER {
+                        e.at = now;
+                        e.level = Some(level);
+                        Some(draft.finding)
+                    } else {
+                        None
+                    }
+                }
+                _ if now - e.at >= window && e.suppressed == 0 => {
+                    e.at = now;
+                    Some(draft.finding)
+                }
+                _ => {
+                    e.suppressed += 1;
+                    e.latest = Some(draft.finding);
+                    None
+                }
+            },
+        }
+    }
+
+    /// Repeats counted in a finished window, as one finding with their count.
+    fn repeats(&mut self, now: DateTime<Utc>, all: bool) -> Vec<FindingRecord> {
+        let window = TimeDelta::from_std(self.thresholds.repeat_window).unwrap_or_default();
+        let mut out = Vec::new();
+        for e in self.emitted.values_mut() {
+            if e.suppressed > 0 && (all || now - e.at >= window) {
+                if let Some(mut latest) = e.latest.take() {
+                    latest.count = e.suppressed;
+                    out.push(latest);
+                }
+                e.suppressed = 0;
+                e.at = now;
+            }
+        }
+        out.sort_by_key(|f| f.time);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::explain::{cause::Cause, testkit::*};
+
+    /// On loopback the receiver's reset is often reported before the sender's
+    /// (the active-reset tracepoint fires after transmit): the specific finding
+    /// must still replace the receiver's generic one.
+    #[test]
+    fn received_before_sent_still_pairs() {
+        let (srv, cli) = (proc(7, "api"), proc(42, "client"));
+        let mut inputs = connection(0, "127.0.0.1:80", "127.0.0.1:5000", &srv, &cli);
+        inputs.push(
+            received(
+                500,
+                "127.0.0.1:5000",
+                "127.0.0.1:80",
+                "ESTABLISHED",
+                Some(owner(42, "client", "connect")),
+                srv.clone(),
+            )
+            .into(),
+        );
+        inputs.push(
+            sent(
+                500,
+                "127.0.0.1:80",
+                "127.0.0.1:5000",
+                Some("CLOSE"),
+                Some("TCP_ABORT_ON_CLOSE"),
+                Some(owner(7, "api", "accept")),
+                srv,
+            )
+            .into(),
+        );
+        let f = run(inputs);
+        let f = only(&f);
+        assert_eq!(f.cause, Cause::CloseWithUnreadData);
+        assert_eq!(f.peer_owner.as_ref().map(|p| p.pid), Some(42));
+    }
+
+    /// Findings wait for the settle time: a tick before it releases nothing.
+    #[test]
+    fn findings_wait_for_the_settle_time() {
+        let mut engine = super::Engine::new(Default::default());
+        let e = with_segment(
+            sent(
+                0,
+                "127.0.0.1:9",
+                "127.0.0.1:5000",
+                None,
+                Some("NO_SOCKET"),
+                None,
+                proc(1, "x"),
+            ),
+            &["SYN"],
+            0,
+        );
+        assert!(engine.event(&e).is_empty());
+        assert!(engine.tick(at(100)).is_empty(), "held for the peer's side");
+        assert_eq!(engine.tick(at(400)).len(), 1);
+    }
+}

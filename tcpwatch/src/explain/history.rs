@@ -1,0 +1,358 @@
+//! What the rules remember, all bounded: per-flow history (states with times,
+//! who closed first, idle time and bytes at that close), who listened on each
+//! port and until when, recently completed connections, and recent resets that
+//! found no socket.
+
+use std::{collections::VecDeque, net::SocketAddr, num::NonZeroUsize};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use lru::LruCache;
+
+use crate::events::model::{EventRecord, Kind, Process, TcpActivity};
+
+/// Transitions kept per flow.
+const TRANSITIONS: usize = 16;
+/// Completed connections kept (for TIME_WAIT attribution), and for how long.
+const CLOSES: usize = 50_000;
+const CLOSES_FOR: TimeDelta = TimeDelta::seconds(120);
+/// Socket-less resets kept, and for how long.
+const ORPHAN_RESETS: usize = 10_000;
+const ORPHAN_RESETS_FOR: TimeDelta = TimeDelta::seconds(60);
+/// Listener histories kept.
+const LISTENERS: usize = 4096;
+/// Former listeners kept per port.
+const FORMER_LISTENERS: usize = 4;
+
+/// Parses an `addr:port` endpoint, mapping IPv4-mapped IPv6 to IPv4 so both
+/// ends of a dual-stack connection meet.
+pub fn endpoint(text: &str) -> Option<SocketAddr> {
+    let addr: SocketAddr = text.parse().ok()?;
+    Some(SocketAddr::new(addr.ip().to_canonical(), addr.port()))
+}
+
+/// A connection as seen from one end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowId {
+    /// Network namespace inode.
+    pub netns: u32,
+    /// This end.
+    pub local: SocketAddr,
+    /// The other end.
+    pub remote: SocketAddr,
+}
+
+impl FlowId {
+    /// The local view of an event's flow (`reset_received` flows point from the peer).
+    pub fn of(event: &EventRecord) -> Option<Self> {
+        let src = endpoint(&event.flow.src)?;
+        let dst = endpoint(&event.flow.dst)?;
+        let (local, remote) = match event.kind {
+            Kind::ResetReceived => (dst, src),
+            Kind::State | Kind::ResetSent => (src, dst),
+        };
+        Some(Self {
+            netns: event.flow.netns,
+            local,
+            remote,
+        })
+    }
+
+    /// The same connection seen from the other end, in namespace `netns`.
+    pub fn reversed_in(&self, netns: u32) -> Self {
+        Self {
+            netns,
+            local: self.remote,
+            remote: self.local,
+        }
+    }
+}
+
+/// One state transition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    /// When.
+    pub time: DateTime<Utc>,
+    /// From state.
+    pub from: String,
+    /// To state.
+    pub to: String,
+    /// The task on the CPU.
+    pub actor: u32,
+}
+
+/// The first close of a connection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Close {
+    /// When the first FIN was sent (local) or received (peer).
+    pub time: DateTime<Utc>,
+    /// This end closed first.
+    pub by_local: bool,
+    /// The owner at that moment.
+    pub owner: Option<Process>,
+    /// Socket activity at that moment: `idle_ms` is how long the connection had
+    /// been idle when it was closed.
+    pub tcp: Option<TcpActivity>,
+}
+
+/// What is known about one connection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlowHistory {
+    /// The latest owner.
+    pub owner: Option<Process>,
+    /// First event seen.
+    pub first_seen: DateTime<Utc>,
+    /// When it became ESTABLISHED, if seen.
+    pub established_at: Option<DateTime<Utc>>,
+    /// Recent transitions, oldest first.
+    pub transitions: VecDeque<Transition>,
+    /// The first close.
+    pub first_close: Option<Close>,
+    /// When it reached CLOSE.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// The latest socket activity seen.
+    pub last_tcp: Option<TcpActivity>,
+}
+
+impl FlowHistory {
+    fn new(time: DateTime<Utc>) -> Self {
+        Self {
+            owner: None,
+            first_seen: time,
+            established_at: None,
+            transitions: VecDeque::new(),
+            first_close: None,
+            ended_at: None,
+            last_tcp: None,
+        }
+    }
+
+    /// Age of the connection at `time` (from ESTABLISHED, else first seen).
+    pub fn age_ms(&self, time: DateTime<Utc>) -> u64 {
+        let since = self.established_at.unwrap_or(self.first_seen);
+        (time - since).num_milliseconds().max(0) as u64
+    }
+}
+
+/// Who listened on a port.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListenerSpell {
+    /// The listening process.
+    pub owner: Option<Process>,
+    /// listen() time.
+    pub since: DateTime<Utc>,
+    /// When the listener closed, if it did.
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+/// A completed connection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Completed {
+    /// When it reached CLOSE.
+    pub time: DateTime<Utc>,
+    /// The connection.
+    pub id: FlowId,
+    /// This end closed first (and so holds the TIME_WAIT).
+    pub local_first: bool,
+    /// Owner when it was closed.
+    pub closer: Option<Process>,
+    /// From ESTABLISHED (or first seen) to CLOSE.
+    pub lifetime_ms: u64,
+}
+
+/// A reset sent with no socket.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrphanReset {
+    /// When.
+    pub time: DateTime<Utc>,
+    /// The flow.
+    pub id: FlowId,
+    /// The incoming segment's flags.
+    pub flags: Vec<String>,
+}
+
+/// All of the above.
+pub struct History {
+    flows: LruCache<FlowId, FlowHistory>,
+    listeners: LruCache<(u32, u16), VecDeque<ListenerSpell>>,
+    /// Completed connections, oldest first.
+    pub completed: VecDeque<Completed>,
+    /// Socket-less resets, oldest first.
+    pub orphan_resets: VecDeque<OrphanReset>,
+    /// Flow histories evicted because the table was full.
+    pub evicted: u64,
+}
+
+impl History {
+    /// An empty history keeping at most `max_flows` flows.
+    pub fn new(max_flows: usize) -> Self {
+        Self {
+            flows: LruCache::new(NonZeroUsize::new(max_flows.max(1)).unwrap_or(NonZeroUsize::MIN)),
+            listeners: LruCache::new(NonZeroUsize::new(LISTENERS).unwrap_or(NonZeroUsize::MIN)),
+            completed: VecDeque::new(),
+            orphan_resets: VecDeque::new(),
+            evicted: 0,
+        }
+    }
+
+    /// The flow's history, if known.
+    pub fn flow(&self, id: &FlowId) -> Option<&FlowHistory> {
+        self.flows.peek(id)
+    }
+
+    /// The other end's history, when the other end is on this host: the same
+    /// namespace first, then any (a veth peer sees the same addresses).
+    pub fn peer(&self, id: &FlowId) -> Option<&FlowHistory> {
+        if let Some(h) = self.flows.peek(&id.reversed_in(id.netns)) {
+            return Some(h);
+        }
+        if id.local.ip().is_loopback() {
+            return None;
+        }
+        self.flows
+            .iter()
+            .find(|(k, _)| k.local == id.remote && k.remote == id.local)
+            .map(|(_, h)| h)
+    }
+
+    /// Who listened on (netns, port), newest first.
+    pub fn listeners(&self, netns: u32, port: u16) -> impl Iterator<Item = &ListenerSpell> {
+        self.listeners
+            .peek(&(netns, port))
+            .into_iter()
+            .flat_map(|spells| spells.iter().rev())
+    }
+
+    /// Records an event.
+    pub fn record(&mut self, event: &EventRecord) {
+        let Some(id) = FlowId::of(event) else { return };
+        let time = event.time;
+        if event.kind == Kind::ResetSent && event.state.is_none() {
+            self.orphan_resets.push_back(OrphanReset {
+                time,
+                id,
+                flags: event
+                    .segment
+                    .as_ref()
+                    .map(|s| s.flags.clone())
+                    .unwrap_or_default(),
+            });
+            trim(
+                &mut self.orphan_resets,
+                ORPHAN_RESETS,
+                time - ORPHAN_RESETS_FOR,
+                |r| r.time,
+            );
+            return;
+        }
+        if event.kind == Kind::State {
+            self.listener_transition(event, id);
+        }
+        // A connect() is reported before the kernel picks the local port.
+        if id.local.port() == 0 || id.remote.port() == 0 {
+            return;
+        }
+        if self.flows.len() == self.flows.cap().get() && !self.flows.contains(&id) {
+            self.evicted += 1;
+        }
+        let flow = self.flows.get_or_insert_mut(id, || FlowHistory::new(time));
+        if event.owner.is_some() {
+            flow.owner.clone_from(&event.owner);
+        }
+        if event.tcp.is_some() {
+            flow.last_tcp = event.tcp;
+        }
+        if event.kind != Kind::State {
+            return;
+        }
+        let (Some(from), Some(to)) = (&event.old_state, &event.new_state) else {
+            return;
+        };
+        flow.transitions.push_back(Transition {
+            time,
+            from: from.clone(),
+            to: to.clone(),
+            actor: event.actor.pid,
+        });
+        if flow.transitions.len() > TRANSITIONS {
+            flow.transitions.pop_front();
+        }
+        match (from.as_str(), to.as_str()) {
+            (_, "ESTABLISHED") => flow.established_at = Some(time),
+            ("ESTABLISHED", "FIN_WAIT1" | "CLOSE_WAIT") if flow.first_close.is_none() => {
+                flow.first_close = Some(Close {
+                    time,
+                    by_local: to == "FIN_WAIT1",
+                    owner: event.owner.clone(),
+                    tcp: event.tcp,
+                });
+            }
+            (_, "CLOSE") => {
+                flow.ended_at = Some(time);
+                if let Some(close) = &flow.first_close {
+                    let done = Completed {
+                        time,
+                        id,
+                        local_first: close.by_local,
+                        closer: close.owner.clone(),
+                        lifetime_ms: flow.age_ms(time),
+                    };
+                    self.completed.push_back(done);
+                    trim(&mut self.completed, CLOSES, time - CLOSES_FOR, |c| c.time);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn listener_transition(&mut self, event: &EventRecord, id: FlowId) {
+        let key = (id.netns, id.local.port());
+        match (event.old_state.as_deref(), event.new_state.as_deref()) {
+            (Some("CLOSE"), Some("LISTEN")) => {
+                let spells = self.listeners.get_or_insert_mut(key, VecDeque::new);
+                spells.push_back(ListenerSpell {
+                    owner: event.owner.clone(),
+                    since: event.time,
+                    closed_at: None,
+                });
+                if spells.len() > FORMER_LISTENERS {
+                    spells.pop_front();
+                }
+            }
+            (Some("LISTEN"), Some("CLOSE")) => {
+                let spells = self.listeners.get_or_insert_mut(key, VecDeque::new);
+                let pid = event.owner.as_ref().map(|o| o.pid);
+                match spells
+                    .iter_mut()
+                    .rev()
+                    .find(|s| s.closed_at.is_none() && s.owner.as_ref().map(|o| o.pid) == pid)
+                {
+                    Some(spell) => spell.closed_at = Some(event.time),
+                    None => {
+                        // A listener that predates tcpwatch (its listen() was not seen).
+                        spells.push_front(ListenerSpell {
+                            owner: event.owner.clone(),
+                            since: event.time,
+                            closed_at: Some(event.time),
+                        });
+                        if spells.len() > FORMER_LISTENERS {
+                            spells.pop_back();
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Drops entries beyond `max` or older than `oldest`.
+fn trim<T>(
+    queue: &mut VecDeque<T>,
+    max: usize,
+    oldest: DateTime<Utc>,
+    time: impl Fn(&T) -> DateTime<Utc>,
+) {
+    while queue.len() > max || queue.front().is_some_and(|t| time(t) < oldest) {
+        queue.pop_front();
+    }
+}

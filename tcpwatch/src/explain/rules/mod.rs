@@ -1,0 +1,22 @@
+//! One cause per file.
+pub mod accept_queue_overflow;
+pub mod close_wait_leak;
+pub mod close_with_unread_data;
+pub mod data_after_close;
+pub mod forgotten_connection;
+pub mod keepalive_idle_race;
+pub mod keepalive_timeout;
+pub mod linger2_abort;
+pub mod linger_zero_abort;
+pub mod listener_closed_with_pending;
+pub mod no_listener;
+pub mod orphan_memory_pressure;
+pub mod other_reset;
+pub mod paws_reject;
+pub mod peer_reset;
+pub mod peer_restarted;
+pub mod socket_killed;
+pub mod stale_pooled_connection;
+pub mod stray_ack_to_listener;
+pub mod time_wait_overflow;
+pub mod time_wait_pileup;

@@ -1,0 +1,391 @@
+//! The incidents tcpwatch exists for (../shared/incidents.md), reproduced with
+//! real processes (nginx and redis-server from Debian's packages where a user
+//! would have them) in private network namespaces, and one scenario for each
+//! other cause this kernel can produce without changing a host-wide setting.
+//! Each runs the real `tcpwatch trace --json` and asserts the finding's cause,
+//! owner and key numbers.
+//!
+//! Needs root, the kernel features of tests/kernel.rs, `ip`, `ss`, nginx and
+//! redis-server (`cargo xtask setup` installs them).
+
+#[allow(dead_code, reason = "each test binary uses part of the shared helpers")]
+mod support;
+
+use std::time::Duration;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde_json::Value;
+use support::{
+    netns,
+    peer::{self, Peer},
+    servers::{Nginx, Redis},
+    tracer::{Trace, Tracer},
+};
+
+fn main() {
+    if std::env::var_os(peer::ROLE_ENV).is_some() {
+        peer::serve();
+    }
+    let args = Arguments::from_args();
+    let trials = vec![
+        trial("incident1_keepalive_idle_race_nginx", keepalive_race_nginx),
+        trial(
+            "incident2_time_wait_pileup_connection_close",
+            time_wait_pileup_nginx,
+        ),
+        trial(
+            "incident3_close_wait_leak_then_accept_overflow",
+            close_wait_leak,
+        ),
+        trial(
+            "incident4_stale_pool_after_backend_restart_redis",
+            stale_pool_redis,
+        ),
+        trial(
+            "incident5_time_wait_overflow_redis",
+            time_wait_overflow_redis,
+        ),
+        trial("socket_killed_by_ss", socket_killed),
+        trial("listener_closed_with_pending_connections", listener_closed),
+        trial("keepalive_timeout_dead_peer", keepalive_timeout),
+        trial("linger2_abort_in_fin_wait2", linger2_abort),
+        trial("peer_restarted_same_ports", peer_restarted),
+    ];
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("scenario tests need root (BPF, network namespaces)");
+        std::process::exit(1);
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn trial(name: &'static str, body: fn()) -> Trial {
+    Trial::test(name, move || {
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(body)
+            .map_err(|e| Failed::from(format!("spawn: {e}")))?
+            .join()
+            .map_err(|panic| {
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_else(|| "test panicked".into())
+                    .into()
+            })
+    })
+}
+
+fn trace(ns: u32, extra: &[&str]) -> Tracer {
+    let ns = ns.to_string();
+    let mut args = vec!["--kind", "all", "--netns", ns.as_str()];
+    args.extend_from_slice(extra);
+    Tracer::start(&args)
+}
+
+fn pid(process: &Value) -> Option<u64> {
+    process["pid"].as_u64()
+}
+
+fn number(finding: &Value, fact: &str) -> f64 {
+    finding["evidence"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["fact"] == fact))
+        .and_then(|e| e["value"].as_f64())
+        .unwrap_or_else(|| panic!("no numeric fact {fact} in {finding}"))
+}
+
+fn text(finding: &Value, fact: &str) -> String {
+    finding["evidence"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["fact"] == fact))
+        .and_then(|e| e["value"].as_str())
+        .unwrap_or_else(|| panic!("no text fact {fact} in {finding}"))
+        .to_owned()
+}
+
+/// The findings of `cause`, at least one.
+fn findings<'a>(trace: &'a Trace, cause: &str) -> Vec<&'a Value> {
+    let found = trace.findings_of(cause);
+    assert!(
+        !found.is_empty(),
+        "no {cause} finding; findings:\n{}\nstderr:\n{}",
+        trace
+            .findings
+            .iter()
+            .map(|f| format!("{} {}", f["cause"], f["summary"]))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        trace.stderr
+    );
+    found
+}
+
+fn total(found: &[&Value]) -> u64 {
+    found.iter().map(|f| f["count"].as_u64().unwrap_or(1)).sum()
+}
+
+/// Incident 1: nginx closes an idle keep-alive connection after 1 s; the
+/// client reuses its pooled connection just after: the worker's kernel resets.
+fn keepalive_race_nginx() {
+    let ns = netns::enter_private();
+    let nginx = Nginx::start("1s");
+    let worker = nginx.worker();
+    let tracer = trace(ns, &[]);
+    let mut client = Peer::spawn();
+    client.ok("comm pool-client");
+    client.ok("connect 127.0.0.1 8080");
+    client.ok("http-get");
+    client.ok("recv");
+    client.ok("sleep 1300");
+    client.ok("http-get");
+    let _ = client.cmd("recv");
+    let trace = tracer.finish_after(Duration::from_millis(500));
+    let found = findings(&trace, "keepalive_idle_race");
+    let f = found[0];
+    assert_eq!(f["confidence"], "exact", "{f}");
+    assert_eq!(
+        pid(&f["owner"]),
+        Some(u64::from(worker)),
+        "the nginx worker closed it: {f}"
+    );
+    assert_eq!(f["owner"]["comm"], "nginx");
+    assert_eq!(pid(&f["peer_owner"]), Some(u64::from(client.pid)), "{f}");
+    let idle = number(f, "idle_before_close_ms");
+    assert!(
+        (900.0..=1500.0).contains(&idle),
+        "nginx closes after keepalive_timeout 1s: idle {idle}"
+    );
+    assert!(number(f, "request_after_close_ms") < 1000.0);
+}
+
+/// Incident 2: a server answering with `Connection: close` (nginx,
+/// keepalive_timeout 0) under a client loop: TIME_WAIT piles up on the server
+/// port, closed first by the server.
+fn time_wait_pileup_nginx() {
+    let ns = netns::enter_private();
+    let nginx = Nginx::start("0");
+    let worker = nginx.worker();
+    let tracer = trace(ns, &[]);
+    let mut client = Peer::spawn();
+    assert_eq!(client.ok("http-close-loop 127.0.0.1 8080 400"), "400 0");
+    let trace = tracer.finish_after(Duration::from_millis(2500));
+    let found = findings(&trace, "time_wait_pileup");
+    let f = found[0];
+    assert_eq!(f["port"], 8080, "{f}");
+    assert_eq!(
+        pid(&f["owner"]),
+        Some(u64::from(worker)),
+        "closing process = the server: {f}"
+    );
+    assert!(number(f, "time_wait_sockets") >= 200.0, "{f}");
+    assert!(number(f, "closed_first_here_share") >= 0.9, "{f}");
+    assert!(number(f, "connections_ended_last_minute") >= 200.0, "{f}");
+}
+
+/// Incident 3: a server that never closes connections its peers closed, with a
+/// low descriptor limit: CLOSE_WAIT piles up (the leak, with the oldest age),
+/// then accept() fails and the accept queue overflows.
+fn close_wait_leak() {
+    let ns = netns::enter_private();
+    let tracer = trace(ns, &["--close-wait-age", "2s"]);
+    let mut server = Peer::spawn();
+    server.ok("comm leaky-api");
+    let port = server.ok("leaky-serve 127.0.0.1 8 32");
+    let mut clients = Peer::spawn();
+    let _ = clients.cmd(&format!("connect-close-many 127.0.0.1 {port} 45"));
+    let trace = tracer.finish_after(Duration::from_millis(4000));
+    let leak = findings(&trace, "close_wait_leak");
+    let f = leak[leak.len() - 1];
+    assert_eq!(pid(&f["owner"]), Some(u64::from(server.pid)), "{f}");
+    assert!(number(f, "close_wait_sockets") >= 20.0, "{f}");
+    assert!(number(f, "oldest_close_wait_ms") >= 2000.0, "{f}");
+    assert_eq!(number(f, "fd_limit"), 32.0, "{f}");
+    let overflow = findings(&trace, "accept_queue_overflow");
+    let f = overflow[0];
+    assert_eq!(pid(&f["owner"]), Some(u64::from(server.pid)), "{f}");
+    assert!(number(f, "listen_overflows") >= 1.0, "{f}");
+    assert!(
+        f["summary"].as_str().unwrap_or("").contains("EMFILE"),
+        "out of descriptors: {f}"
+    );
+}
+
+/// Incident 4: the backend (redis-server) is killed and restarted on the same
+/// port while a client holds pooled connections; reusing them fails.
+fn stale_pool_redis() {
+    let ns = netns::enter_private();
+    let mut redis = Redis::start(6379);
+    let old = redis.pid;
+    let tracer = trace(ns, &[]);
+    let mut client = Peer::spawn();
+    client.ok("comm log-shipper");
+    for _ in 0..3 {
+        client.ok("connect 127.0.0.1 6379");
+        client.ok("write PING\\r\\n");
+        client.ok("recv");
+    }
+    client.ok("sleep 1200");
+    redis.kill();
+    let new = Redis::start(6379);
+    client.ok("write-all PING\\r\\n");
+    let trace = tracer.finish_after(Duration::from_millis(500));
+    let found = findings(&trace, "stale_pooled_connection");
+    let f = found[0];
+    assert_eq!(
+        pid(&f["owner"]),
+        Some(u64::from(client.pid)),
+        "on the client's pid: {f}"
+    );
+    assert_eq!(f["owner"]["comm"], "log-shipper");
+    assert_eq!(
+        pid(&f["peer_owner"]),
+        Some(u64::from(old)),
+        "the replaced backend: {f}"
+    );
+    assert_eq!(text(f, "new_backend"), format!("redis-server[{}]", new.pid));
+    assert_eq!(total(&found), 3, "one per pooled connection: {found:?}");
+}
+
+/// Incident 5: net.ipv4.tcp_max_tw_buckets = 0 in the namespace and a burst of
+/// short connections closed by the client (the web worker's pool that does not
+/// pool): TIME_WAIT overflows, and the server's FINs that come late (redis busy)
+/// find no socket and get RST (NO_SOCKET).
+fn time_wait_overflow_redis() {
+    let ns = netns::enter_private();
+    std::fs::write("/proc/sys/net/ipv4/tcp_max_tw_buckets", "0").expect("per-netns sysctl");
+    let _redis = Redis::start(6379);
+    let tracer = trace(ns, &[]);
+    let mut client = Peer::spawn();
+    client.ok("comm web-worker");
+    assert_eq!(
+        client.ok("talk-close-many 127.0.0.1 6379 200 PING\\r\\n"),
+        "200 0"
+    );
+    // Closes while redis is busy: its FIN comes late and finds no socket.
+    assert_eq!(
+        client.ok("close-while-redis-busy 127.0.0.1 6379 10"),
+        "10 0"
+    );
+    let trace = tracer.finish_after(Duration::from_millis(2500));
+    let found = findings(&trace, "time_wait_overflow");
+    let table = found
+        .iter()
+        .find(|f| {
+            f["evidence"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["fact"] == "time_wait_overflow"))
+        })
+        .unwrap_or_else(|| panic!("no counter finding: {found:?}"));
+    assert!(number(table, "time_wait_overflow") >= 1.0, "{table}");
+    assert_eq!(number(table, "tcp_max_tw_buckets"), 0.0);
+    assert_eq!(
+        pid(&table["owner"]),
+        Some(u64::from(client.pid)),
+        "who closes so many: {table}"
+    );
+    assert!(number(table, "closes_to_destination") >= 100.0, "{table}");
+    assert!(
+        table["fix"]
+            .as_str()
+            .unwrap_or("")
+            .contains("to 127.0.0.1:6379"),
+        "names the destination: {table}"
+    );
+    let resets = trace
+        .of_kind("reset_sent")
+        .into_iter()
+        .filter(|e| e["reason"] == "NO_SOCKET")
+        .count();
+    assert!(resets >= 1, "late segments were reset");
+}
+
+/// `ss -K` kills a connection: the killer is named, the owner is the victim.
+fn socket_killed() {
+    let ns = netns::enter_private();
+    let tracer = trace(ns, &[]);
+    let mut server = Peer::spawn();
+    let port = server.ok("listen 127.0.0.1");
+    let mut client = Peer::spawn();
+    client.ok(&format!("connect 127.0.0.1 {port}"));
+    server.ok("accept");
+    let status = std::process::Command::new("ss")
+        .args(["-K", "dst", "127.0.0.1", "dport", "=", &port])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("ss (iproute2)");
+    assert!(status.success());
+    let trace = tracer.finish();
+    let f = findings(&trace, "socket_killed")[0];
+    assert_eq!(pid(&f["owner"]), Some(u64::from(client.pid)), "{f}");
+    assert!(text(f, "killer").starts_with("ss["), "{f}");
+}
+
+/// A listener closed while three connections waited in its accept queue.
+fn listener_closed() {
+    let ns = netns::enter_private();
+    let tracer = trace(ns, &[]);
+    let mut server = Peer::spawn();
+    let port = server.ok("listen-backlog 127.0.0.1 8");
+    let mut client = Peer::spawn();
+    for _ in 0..3 {
+        client.ok(&format!("connect 127.0.0.1 {port}"));
+    }
+    server.ok("close-listener");
+    let trace = tracer.finish();
+    let found = findings(&trace, "listener_closed_with_pending");
+    assert_eq!(total(&found), 3, "{found:?}");
+    assert_eq!(pid(&found[0]["owner"]), Some(u64::from(server.pid)));
+}
+
+/// Keep-alive probes to a peer that drops everything: the kernel gives up.
+fn keepalive_timeout() {
+    let ns = netns::enter_private();
+    let tracer = trace(ns, &[]);
+    let mut server = Peer::spawn();
+    let port = server.ok("listen 127.0.0.1");
+    let mut client = Peer::spawn();
+    client.ok(&format!("connect 127.0.0.1 {port}"));
+    server.ok("accept");
+    server.ok("blackhole");
+    client.ok("keepalive 1 1 2");
+    let trace = tracer.finish_after(Duration::from_millis(6000));
+    let f = findings(&trace, "keepalive_timeout")[0];
+    assert_eq!(f["confidence"], "exact");
+    assert_eq!(pid(&f["owner"]), Some(u64::from(client.pid)), "{f}");
+}
+
+/// close() in FIN_WAIT2 with TCP_LINGER2 = -1 aborts.
+fn linger2_abort() {
+    let ns = netns::enter_private();
+    let tracer = trace(ns, &[]);
+    let mut server = Peer::spawn();
+    let port = server.ok("listen 127.0.0.1");
+    let mut client = Peer::spawn();
+    client.ok(&format!("connect 127.0.0.1 {port}"));
+    server.ok("accept");
+    client.ok("linger2-off");
+    client.ok("shutdown-write");
+    client.ok("sleep 100");
+    client.ok("close");
+    let trace = tracer.finish();
+    let f = findings(&trace, "linger2_abort")[0];
+    assert_eq!(pid(&f["owner"]), Some(u64::from(client.pid)), "{f}");
+}
+
+/// A client vanishes without FIN or RST (TCP_REPAIR close) and reconnects from
+/// the same port: the server's stale connection answers the SYN.
+fn peer_restarted() {
+    let ns = netns::enter_private();
+    let tracer = trace(ns, &[]);
+    let mut server = Peer::spawn();
+    let port = server.ok("listen 127.0.0.1");
+    let mut client = Peer::spawn();
+    let local = client.ok(&format!("connect 127.0.0.1 {port}"));
+    server.ok("accept");
+    client.ok("repair-close");
+    client.ok(&format!("connect-from 127.0.0.1 {port} {local}"));
+    let trace = tracer.finish();
+    let f = findings(&trace, "peer_restarted")[0];
+    assert_eq!(pid(&f["owner"]), Some(u64::from(client.pid)), "{f}");
+}
