@@ -230,6 +230,17 @@ impl Engine {
     fn advance(&mut self, now: DateTime<Utc>) -> Vec<FindingRecord> {
         let now = self.clock.map_or(now, |c| c.max(now));
         self.clock = Some(now);
+        // Without samples (sampling failed, or a recording without them) an
+        // awaiting reset is decided from what is known once it waited enough.
+        while self
+            .awaiting
+            .front()
+            .is_some_and(|(e, _)| now - e.time > AWAIT_AT_MOST)
+        {
+            if let Some((event, known)) = self.awaiting.pop_front() {
+                self.decide_awaiting(&event, known, now);
+            }
+        }
         let mut out = self.release_due(now);
         out.extend(self.repeats(now, false));
         out
@@ -247,13 +258,34 @@ impl Engine {
         // Specific findings first: a generic one released in the same batch
         // must see its specific partner (the other end of the connection).
         due.sort_by_key(|p| (is_generic(p.draft.finding.cause), p.ready_at));
+        let settle = TimeDelta::from_std(self.thresholds.settle).unwrap_or_default();
         let mut out = Vec::new();
-        for pending in due {
+        for mut pending in due {
+            // The other end's reset still waits for its counters: its finding
+            // may replace this generic one, so hold it until that is decided
+            // (awaiting resets are decided within AWAIT_AT_MOST).
+            if is_generic(pending.draft.finding.cause)
+                && pending
+                    .draft
+                    .flow
+                    .is_some_and(|flow| self.partner_awaits(flow))
+            {
+                pending.ready_at = now + settle;
+                self.pending.push(pending);
+                continue;
+            }
             if let Some(finding) = self.release(pending.draft) {
                 out.push(finding);
             }
         }
         out
+    }
+
+    /// Whether a reset on the same connection (either end) waits for a sample.
+    fn partner_awaits(&self, flow: FlowId) -> bool {
+        self.awaiting
+            .iter()
+            .any(|(event, _)| FlowId::of(event).is_some_and(|other| other.same_connection(&flow)))
     }
 
     fn release(&mut self, mut draft: Draft) -> Option<FindingRecord> {
@@ -286,9 +318,7 @@ impl Engine {
     fn superseded(&self, draft: &Draft, flow: FlowId) -> bool {
         let generic = is_generic;
         let cause = draft.finding.cause;
-        let same_connection = |other: &FlowId| {
-            (other.local == flow.remote && other.remote == flow.local) || *other == flow
-        };
+        let same_connection = |other: &FlowId| other.same_connection(&flow);
         let partners = self
             .recent
             .iter()
@@ -411,6 +441,51 @@ mod tests {
         let f = only(&f);
         assert_eq!(f.cause, Cause::CloseWithUnreadData);
         assert_eq!(f.peer_owner.as_ref().map(|p| p.pid), Some(42));
+    }
+
+    /// The sender's reset waits for counters (a non-SYN segment that found no
+    /// socket); the receiver's generic finding must wait for it, not be
+    /// printed beside the specific one.
+    #[test]
+    fn generic_finding_waits_for_an_awaiting_partner() {
+        let (srv, cli) = (proc(7, "api"), proc(42, "client"));
+        let mut engine = super::Engine::new(Default::default());
+        for input in connection(0, "127.0.0.1:80", "127.0.0.1:5000", &srv, &cli) {
+            if let Input::E(e) = input {
+                assert!(engine.event(&e).is_empty());
+            }
+        }
+        let late = with_segment(
+            sent(
+                2000,
+                "127.0.0.1:5000",
+                "127.0.0.1:80",
+                None,
+                Some("NO_SOCKET"),
+                None,
+                srv.clone(),
+            ),
+            &["PSH", "ACK"],
+            10,
+        );
+        let got = received(
+            2000,
+            "127.0.0.1:80",
+            "127.0.0.1:5000",
+            "CLOSE_WAIT",
+            Some(owner(7, "api", "accept")),
+            srv,
+        );
+        assert!(engine.event(&late).is_empty());
+        assert!(engine.event(&got).is_empty());
+        assert!(
+            engine.tick(at(2500)).is_empty(),
+            "peer_reset held for its partner"
+        );
+        let mut found = engine.sample(&sample(2600));
+        found.extend(engine.tick(at(3000)));
+        found.extend(engine.finish());
+        assert_eq!(only(&found).cause, Cause::ForgottenConnection);
     }
 
     /// Findings wait for the settle time: a tick before it releases nothing.

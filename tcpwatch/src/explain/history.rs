@@ -57,6 +57,17 @@ impl FlowId {
         })
     }
 
+    /// Whether `other` is this connection, seen from either end. The other end
+    /// may be in another namespace (a veth pair sees the same addresses), but
+    /// not over loopback, which never leaves its namespace.
+    pub fn same_connection(&self, other: &FlowId) -> bool {
+        if *self == *other {
+            return true;
+        }
+        let reversed = self.local == other.remote && self.remote == other.local;
+        reversed && (self.netns == other.netns || !self.local.ip().is_loopback())
+    }
+
     /// The same connection seen from the other end, in namespace `netns`.
     pub fn reversed_in(&self, netns: u32) -> Self {
         Self {
