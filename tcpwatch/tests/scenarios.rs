@@ -50,6 +50,19 @@ fn main() {
         trial("keepalive_timeout_dead_peer", keepalive_timeout),
         trial("linger2_abort_in_fin_wait2", linger2_abort),
         trial("peer_restarted_same_ports", peer_restarted),
+        trial(
+            "forgotten_connection_half_closed_after_fin_timeout",
+            forgotten_connection,
+        ),
+        trial(
+            "stray_ack_to_listener_after_silent_drop",
+            stray_ack_to_listener,
+        ),
+        trial("peer_reset_from_another_host", peer_reset),
+        trial(
+            "accept_queue_overflow_with_abort_on_overflow",
+            accept_queue_abort,
+        ),
     ];
     if !nix::unistd::geteuid().is_root() {
         eprintln!("scenario tests need root (BPF, network namespaces)");
@@ -310,7 +323,7 @@ fn socket_killed() {
     client.ok(&format!("connect 127.0.0.1 {port}"));
     server.ok("accept");
     let status = std::process::Command::new("ss")
-        .args(["-K", "dst", "127.0.0.1", "dport", "=", &port])
+        .args(["-t", "-K", "dst", "127.0.0.1", "dport", "=", &port])
         .stdout(std::process::Stdio::null())
         .status()
         .expect("ss (iproute2)");
@@ -388,4 +401,134 @@ fn peer_restarted() {
     let trace = tracer.finish();
     let f = findings(&trace, "peer_restarted")[0];
     assert_eq!(pid(&f["owner"]), Some(u64::from(client.pid)), "{f}");
+}
+
+/// The client closes first; the server never closes its half (CLOSE_WAIT).
+/// With net.ipv4.tcp_fin_timeout = 1 in the namespace the client's FIN_WAIT2
+/// state is gone when the server finally writes: the client's kernel has no
+/// socket for it and resets (NO_SOCKET).
+fn forgotten_connection() {
+    let ns = netns::enter_private();
+    std::fs::write("/proc/sys/net/ipv4/tcp_fin_timeout", "1").expect("per-netns sysctl");
+    let tracer = trace(ns, &[]);
+    let mut server = Peer::spawn();
+    server.ok("comm half-closed");
+    let port = server.ok("listen 127.0.0.1");
+    let mut client = Peer::spawn();
+    client.ok(&format!("connect 127.0.0.1 {port}"));
+    server.ok("accept");
+    client.ok("close");
+    server.ok("sleep 2500");
+    let _ = server.cmd("send 10");
+    let trace = tracer.finish_after(Duration::from_millis(1500));
+    let f = findings(&trace, "forgotten_connection")[0];
+    assert_eq!(
+        pid(&f["owner"]),
+        Some(u64::from(client.pid)),
+        "the closer: {f}"
+    );
+    assert_eq!(pid(&f["peer_owner"]), Some(u64::from(server.pid)), "{f}");
+    assert_eq!(number(f, "tcp_fin_timeout"), 1.0, "{f}");
+    assert!(number(f, "closed_ms_before") >= 2000.0, "{f}");
+    assert_eq!(text(f, "peer_state"), "CLOSE_WAIT", "{f}");
+    assert_eq!(number(f, "payload_bytes"), 10.0, "{f}");
+    assert!(
+        trace.findings_of("peer_reset").is_empty(),
+        "the server's received reset is covered: {}",
+        trace.dump()
+    );
+}
+
+/// The server's connection vanishes without FIN or RST (TCP_REPAIR close)
+/// while its listener stays: the client's next request reaches the listener,
+/// which resets it (TCP_FLAGS).
+fn stray_ack_to_listener() {
+    let ns = netns::enter_private();
+    let tracer = trace(ns, &[]);
+    let mut server = Peer::spawn();
+    let port = server.ok("listen 127.0.0.1");
+    let mut client = Peer::spawn();
+    client.ok(&format!("connect 127.0.0.1 {port}"));
+    server.ok("accept");
+    server.ok("repair-close");
+    client.ok("sleep 200");
+    client.ok("send 5");
+    let trace = tracer.finish_after(Duration::from_millis(500));
+    let f = findings(&trace, "stray_ack_to_listener")[0];
+    assert_eq!(f["confidence"], "exact", "{f}");
+    assert_eq!(pid(&f["owner"]), Some(u64::from(server.pid)), "{f}");
+    assert_eq!(pid(&f["peer_owner"]), Some(u64::from(client.pid)), "{f}");
+    assert_eq!(number(f, "payload_bytes"), 5.0, "{f}");
+    assert!(number(f, "closed_ms_before") >= 150.0, "{f}");
+}
+
+/// A server on another host (its own namespace, over veth) aborts the
+/// connection; tcpwatch traces only the client's namespace, so all it knows
+/// is that the peer reset: peer_reset on the client.
+fn peer_reset() {
+    let ns = netns::enter_private();
+    let mut server = Peer::spawn();
+    server.ok("unshare-net");
+    let server_ns = netns::veth_to(server.pid, "10.77.0.1", "10.77.0.2");
+    assert_ne!(server_ns, ns);
+    let port = server.ok("listen 10.77.0.2");
+    let tracer = trace(ns, &[]);
+    let mut client = Peer::spawn();
+    client.ok("comm remote-client");
+    client.ok(&format!("connect 10.77.0.2 {port}"));
+    server.ok("accept");
+    server.ok("linger0");
+    server.ok("close");
+    let _ = client.cmd("recv");
+    let trace = tracer.finish();
+    let f = findings(&trace, "peer_reset")[0];
+    assert_eq!(f["confidence"], "exact", "{f}");
+    assert_eq!(pid(&f["owner"]), Some(u64::from(client.pid)), "{f}");
+    assert_eq!(f["owner"]["comm"], "remote-client");
+    assert!(f["peer_owner"].is_null(), "the peer is not traced: {f}");
+    assert_eq!(text(f, "error"), "ECONNRESET", "{f}");
+    assert_eq!(text(f, "state"), "ESTABLISHED", "{f}");
+    assert_eq!(f["flow"]["src"], format!("10.77.0.2:{port}"), "{f}");
+}
+
+/// net.ipv4.tcp_abort_on_overflow = 1 and a listener (TCP_DEFER_ACCEPT,
+/// backlog 1) that never accepts: connections whose first data meets the full
+/// queue are reset by the listener (INVALID_SYN).
+fn accept_queue_abort() {
+    let ns = netns::enter_private();
+    std::fs::write("/proc/sys/net/ipv4/tcp_abort_on_overflow", "1").expect("per-netns sysctl");
+    let tracer = trace(ns, &[]);
+    let mut server = Peer::spawn();
+    server.ok("comm stalled-api");
+    let port = server.ok("listen-defer 127.0.0.1 1");
+    let mut clients = Peer::spawn();
+    for _ in 0..4 {
+        clients.ok(&format!("connect 127.0.0.1 {port}"));
+    }
+    clients.ok("write-all GET\\s/\\sHTTP/1.0\\r\\n\\r\\n");
+    let trace = tracer.finish_after(Duration::from_millis(1500));
+    let found = findings(&trace, "accept_queue_overflow");
+    let reset = found
+        .iter()
+        .find(|f| {
+            f["evidence"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["fact"] == "reason"))
+        })
+        .unwrap_or_else(|| panic!("no per-reset finding: {found:?}"));
+    assert_eq!(text(reset, "reason"), "INVALID_SYN", "{reset}");
+    assert_eq!(pid(&reset["owner"]), Some(u64::from(server.pid)), "{reset}");
+    assert_eq!(reset["owner"]["comm"], "stalled-api");
+    let queue = found
+        .iter()
+        .find(|f| {
+            f["evidence"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["fact"] == "listen_overflows"))
+        })
+        .unwrap_or_else(|| panic!("no accept-queue finding: {found:?}"));
+    assert!(number(queue, "listen_overflows") >= 1.0, "{queue}");
+    assert_eq!(number(queue, "accept_backlog"), 1.0, "{queue}");
+    assert_eq!(number(queue, "tcp_abort_on_overflow"), 1.0, "{queue}");
+    assert_eq!(pid(&queue["owner"]), Some(u64::from(server.pid)), "{queue}");
 }

@@ -137,10 +137,65 @@ impl FlowHistory {
         }
     }
 
+    /// How the connection ended, as of `now`; `None` while it is open.
+    pub fn ending(&self, now: DateTime<Utc>) -> Option<Ending> {
+        let since = |then: DateTime<Utc>| (now - then).num_milliseconds().max(0) as u64;
+        if let Some(close) = &self.first_close {
+            let ms = since(close.time);
+            return Some(if close.by_local {
+                Ending::ClosedHere { ms }
+            } else {
+                Ending::ClosedByPeer { ms }
+            });
+        }
+        let ended = self.ended_at?;
+        let from = self
+            .transitions
+            .iter()
+            .rev()
+            .find(|t| t.to == "CLOSE")
+            .map_or_else(|| "?".to_owned(), |t| t.from.clone());
+        Some(Ending::Dropped {
+            ms: since(ended),
+            from,
+        })
+    }
+
     /// Age of the connection at `time` (from ESTABLISHED, else first seen).
     pub fn age_ms(&self, time: DateTime<Utc>) -> u64 {
         let since = self.established_at.unwrap_or(self.first_seen);
         (time - since).num_milliseconds().max(0) as u64
+    }
+}
+
+/// How a connection ended on this host.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ending {
+    /// This host closed first, `ms` before.
+    ClosedHere {
+        /// Milliseconds since the close.
+        ms: u64,
+    },
+    /// The peer closed first; this host finished the close.
+    ClosedByPeer {
+        /// Milliseconds since the peer's FIN.
+        ms: u64,
+    },
+    /// It ended here (-> CLOSE) without any FIN: aborted or dropped.
+    Dropped {
+        /// Milliseconds since it ended.
+        ms: u64,
+        /// The state it left.
+        from: String,
+    },
+}
+
+impl Ending {
+    /// Milliseconds since the close or end.
+    pub fn ms(&self) -> u64 {
+        match self {
+            Self::ClosedHere { ms } | Self::ClosedByPeer { ms } | Self::Dropped { ms, .. } => *ms,
+        }
     }
 }
 

@@ -20,6 +20,38 @@ pub fn enter_private() -> u32 {
     current()
 }
 
+/// Connects the calling thread's namespace to the namespace of process `pid`
+/// (a peer after `unshare-net`) with a veth pair: `here` on this side, `there`
+/// on the other (both /24 addresses in one subnet). Returns the other
+/// namespace's inode. The pair disappears with the peer's namespace.
+pub fn veth_to(pid: u32, here: &str, there: &str) -> u32 {
+    let pid = pid.to_string();
+    let run = |args: &[&str]| {
+        let status = Command::new(args[0])
+            .args(&args[1..])
+            .status()
+            .unwrap_or_else(|e| panic!("run {args:?}: {e}"));
+        assert!(status.success(), "{args:?} failed");
+    };
+    run(&[
+        "ip", "link", "add", "twa", "type", "veth", "peer", "name", "twb", "netns", &pid,
+    ]);
+    run(&["ip", "addr", "add", &format!("{here}/24"), "dev", "twa"]);
+    run(&["ip", "link", "set", "twa", "up"]);
+    let inside = ["nsenter", "-t", pid.as_str(), "-n", "ip"];
+    let there = format!("{there}/24");
+    for args in [
+        &["addr", "add", there.as_str(), "dev", "twb"][..],
+        &["link", "set", "twb", "up"],
+        &["link", "set", "lo", "up"],
+    ] {
+        run(&[&inside[..], args].concat());
+    }
+    std::fs::metadata(format!("/proc/{pid}/ns/net"))
+        .expect("stat the peer's namespace")
+        .ino() as u32
+}
+
 /// Inode of the calling thread's network namespace.
 pub fn current() -> u32 {
     std::fs::metadata("/proc/thread-self/ns/net")

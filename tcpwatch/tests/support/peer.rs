@@ -128,6 +128,24 @@ fn run(words: &[&str], st: &mut State) -> io::Result<String> {
             st.listener = Some(l);
             Ok(format!("ok {port}"))
         }
+        ["listen-defer", ip, backlog] => {
+            // A listener with TCP_DEFER_ACCEPT: connections stay request sockets
+            // until their first data, which then meets the (full) accept queue.
+            run(&["listen-backlog", ip, backlog], st).and_then(|reply| {
+                let l = st
+                    .listener
+                    .as_ref()
+                    .ok_or_else(|| io::Error::other("no_listener"))?;
+                set_int(l, nix::libc::IPPROTO_TCP, nix::libc::TCP_DEFER_ACCEPT, 5)?;
+                Ok(reply)
+            })
+        }
+        ["unshare-net"] => {
+            // This peer becomes another host: a network namespace of its own
+            // (the driver wires it up with `netns::veth_to`).
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+            Ok("ok".into())
+        }
         ["accept"] => {
             let l = st
                 .listener

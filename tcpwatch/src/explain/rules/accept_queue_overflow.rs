@@ -34,21 +34,24 @@ impl Rule for AcceptQueueOverflow {
         if !reset.reason_is("INVALID_SYN") || reset.state() != Some("LISTEN") {
             return None;
         }
+        // The listener resets with INVALID_SYN for a SYN on a pending request,
+        // or, when the segment completing the handshake (an ACK, often with
+        // data) finds no room for the new connection and
+        // tcp_abort_on_overflow = 1. Only the second is this cause.
+        if reset.event.segment.is_none() || reset.segment_has("SYN") {
+            return None;
+        }
         let netns = reset.id.netns;
         let now = reset.time();
         let abort = ctx
             .namespaces
-            .sysctl(netns, "net.ipv4.tcp_abort_on_overflow")
-            == Some(1);
-        let overflowing = ctx.namespaces.increase(
+            .sysctl(netns, "net.ipv4.tcp_abort_on_overflow");
+        let overflows = ctx.namespaces.increase(
             netns,
             OVERFLOWS,
             now - TimeDelta::seconds(10),
             now + TimeDelta::seconds(5),
-        ) > 0;
-        if !abort && !overflowing {
-            return None;
-        }
+        );
         let port = reset.id.local.port();
         let mut draft = reset.draft(
             Cause::AcceptQueueOverflow,
@@ -62,6 +65,31 @@ impl Rule for AcceptQueueOverflow {
             format!("accept_queue_overflow:{netns}:{port}:resets"),
         );
         draft.finding.port = Some(port);
+        let flags = reset
+            .event
+            .segment
+            .as_ref()
+            .map(|s| s.flags.join("|"))
+            .unwrap_or_default();
+        draft.finding.add(
+            "segment",
+            flags.clone(),
+            format!("the segment that completed the handshake carried {flags}, not a SYN"),
+        );
+        if let Some(value) = abort {
+            draft.finding.add(
+                "tcp_abort_on_overflow",
+                value,
+                format!("net.ipv4.tcp_abort_on_overflow = {value}"),
+            );
+        }
+        if overflows > 0 {
+            draft.finding.add(
+                "listen_overflows",
+                overflows,
+                format!("TcpExt.ListenOverflows +{overflows} around the reset"),
+            );
+        }
         Some(draft)
     }
 
@@ -202,5 +230,35 @@ mod tests {
             .into(),
         ]);
         assert_eq!(only(&f).cause, Cause::AcceptQueueOverflow);
+    }
+
+    /// Before any sample of the namespace, the segment alone decides: an ACK
+    /// (not a SYN) reset by the listener with INVALID_SYN is an overflow.
+    #[test]
+    fn abort_on_overflow_before_the_first_sample() {
+        let reset = |flags: &[&str]| {
+            with_segment(
+                sent(
+                    10,
+                    "127.0.0.1:8080",
+                    "127.0.0.1:5000",
+                    Some("LISTEN"),
+                    Some("INVALID_SYN"),
+                    Some(owner(7, "api", "listen")),
+                    proc(0, "swapper/0"),
+                ),
+                flags,
+                18,
+            )
+        };
+        let f = run(vec![reset(&["PSH", "ACK"]).into()]);
+        let f = only(&f);
+        assert_eq!(f.cause, Cause::AcceptQueueOverflow);
+        assert_eq!(f.value("segment"), Some(&"PSH|ACK".into()));
+        let f = run(vec![reset(&["SYN"]).into()]);
+        assert!(
+            f.iter().all(|f| f.cause != Cause::AcceptQueueOverflow),
+            "a SYN on a pending request is not an overflow"
+        );
     }
 }
