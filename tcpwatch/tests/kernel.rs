@@ -14,10 +14,10 @@ mod support;
 
 use std::time::Duration;
 
-use libtest_mimic::{Arguments, Failed, Trial};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use support::{
+    harness::{self, trial},
     netns,
     peer::{self, Peer},
     tracer::{Trace, Tracer},
@@ -27,8 +27,7 @@ fn main() {
     if std::env::var_os(peer::ROLE_ENV).is_some() {
         peer::serve();
     }
-    let args = Arguments::from_args();
-    let mut trials = vec![
+    let trials = vec![
         trial("closed_port_v4", || closed_port("127.0.0.1")),
         trial("closed_port_v6", || closed_port("::1")),
         trial("unread_data_close_v4", || unread_data_close("127.0.0.1")),
@@ -45,39 +44,7 @@ fn main() {
         trial("in_kernel_filters_port_pid_comm_addr", in_kernel_filters),
         trial("explain_replays_a_recording_like_live", explain_replay),
     ];
-    if !nix::unistd::geteuid().is_root() {
-        if std::env::var_os("TCPWATCH_SKIP_KERNEL_TESTS").is_some() {
-            for t in &mut trials {
-                *t = Trial::test(t.name().to_owned(), || Ok(())).with_ignored_flag(true);
-            }
-        } else {
-            eprintln!(
-                "kernel tests need root (BPF, network namespaces); run `sudo cargo test` or set TCPWATCH_SKIP_KERNEL_TESTS=1 to skip them"
-            );
-            std::process::exit(1);
-        }
-    }
-    libtest_mimic::run(&args, trials).exit();
-}
-
-/// A trial whose body runs on a fresh thread in a fresh network namespace (the
-/// namespace dies with the thread and its child processes).
-fn trial(name: &'static str, body: fn()) -> Trial {
-    Trial::test(name, move || {
-        std::thread::Builder::new()
-            .name(name.into())
-            .spawn(body)
-            .map_err(|e| Failed::from(format!("spawn: {e}")))?
-            .join()
-            .map_err(|panic| {
-                let msg = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_else(|| "test panicked".into());
-                Failed::from(msg)
-            })
-    })
+    harness::run(trials);
 }
 
 /// Starts tcpwatch on every event kind, limited to namespace `ns`.

@@ -13,9 +13,9 @@ mod support;
 
 use std::time::Duration;
 
-use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 use support::{
+    harness::{self, trial},
     netns,
     peer::{self, Peer},
     servers::{Nginx, Redis},
@@ -26,7 +26,6 @@ fn main() {
     if std::env::var_os(peer::ROLE_ENV).is_some() {
         peer::serve();
     }
-    let args = Arguments::from_args();
     let trials = vec![
         trial("incident1_keepalive_idle_race_nginx", keepalive_race_nginx),
         trial(
@@ -64,29 +63,7 @@ fn main() {
             accept_queue_abort,
         ),
     ];
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("scenario tests need root (BPF, network namespaces)");
-        std::process::exit(1);
-    }
-    libtest_mimic::run(&args, trials).exit();
-}
-
-fn trial(name: &'static str, body: fn()) -> Trial {
-    Trial::test(name, move || {
-        std::thread::Builder::new()
-            .name(name.into())
-            .spawn(body)
-            .map_err(|e| Failed::from(format!("spawn: {e}")))?
-            .join()
-            .map_err(|panic| {
-                panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_else(|| "test panicked".into())
-                    .into()
-            })
-    })
+    harness::run(trials);
 }
 
 fn trace(ns: u32, extra: &[&str]) -> Tracer {
