@@ -5,7 +5,7 @@
 //! The same engine runs live (`trace`) and on a recording (`explain --from`): it
 //! only reads records, and its clock is the records' time.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -15,6 +15,7 @@ use super::{
     history::{FlowId, History},
     infer::{self, Reason},
     namespaces::Namespaces,
+    pairing::Pairing,
     rule::{Ctx, Draft, Reset, Rule},
     rulebook,
     summary::Summary,
@@ -33,6 +34,9 @@ const AWAIT_AT_MOST: TimeDelta = TimeDelta::seconds(5);
 const PILEUP_REMINDER: TimeDelta = TimeDelta::minutes(5);
 /// Aggregation keys remembered.
 const KEYS: usize = 10_000;
+/// Findings held for their settle time, at most; beyond, the oldest is
+/// released early (never dropped).
+const HELD: usize = 65_536;
 
 struct Pending {
     draft: Draft,
@@ -44,13 +48,6 @@ struct Emitted {
     level: Option<u64>,
     suppressed: u64,
     latest: Option<FindingRecord>,
-}
-
-/// Recently emitted findings about one connection, for pairing with the other end.
-struct Recent {
-    at: DateTime<Utc>,
-    flow: FlowId,
-    cause: Cause,
 }
 
 /// A reset whose cause depends on counters the next sample brings: a segment
@@ -75,9 +72,15 @@ pub struct Engine {
     namespaces: Namespaces,
     thresholds: Thresholds,
     rules: Vec<Box<dyn Rule>>,
-    pending: Vec<Pending>,
+    /// Findings held for their settle time, in release order.
+    pending: BTreeMap<(DateTime<Utc>, u64), Pending>,
+    /// Tie-breaker of `pending` keys.
+    sequence: u64,
+    /// Findings released before their time because `pending` was full.
+    early: Vec<FindingRecord>,
     emitted: HashMap<String, Emitted>,
-    recent: VecDeque<Recent>,
+    /// The two ends of each connection, for pairing.
+    pairing: Pairing,
     /// Resets waiting for their namespace's next sample, with their reason when
     /// it is already known (the counters then only choose between causes).
     awaiting: VecDeque<(EventRecord, Option<(String, Confidence)>)>,
@@ -94,9 +97,11 @@ impl Engine {
             namespaces: Namespaces::default(),
             rules: rulebook::all(),
             thresholds,
-            pending: Vec::new(),
+            pending: BTreeMap::new(),
+            sequence: 0,
+            early: Vec::new(),
             emitted: HashMap::new(),
-            recent: VecDeque::new(),
+            pairing: Pairing::default(),
             awaiting: VecDeque::new(),
             clock: None,
             summary: Summary::default(),
@@ -167,7 +172,8 @@ impl Engine {
             self.decide_awaiting(&event, known, now);
         }
         let far = now + TimeDelta::days(1);
-        let mut out = self.release_due(far);
+        let mut out = std::mem::take(&mut self.early);
+        out.extend(self.release_due(far));
         out.extend(self.repeats(far, true));
         out
     }
@@ -179,6 +185,9 @@ impl Engine {
             let now = self.clock.unwrap_or(old.time);
             self.decide_awaiting(&old, old_known, now);
         }
+        if let Some(id) = FlowId::of(event) {
+            self.pairing.await_counters(id.connection());
+        }
         self.awaiting.push_back((event.clone(), known));
     }
 
@@ -188,6 +197,9 @@ impl Engine {
         known: Option<(String, Confidence)>,
         until: DateTime<Utc>,
     ) {
+        if let Some(id) = FlowId::of(event) {
+            self.pairing.decided(id.connection());
+        }
         if let Some((reason, confidence)) = known {
             return self.explain(event, Some(reason), confidence);
         }
@@ -221,10 +233,31 @@ impl Engine {
 
     fn queue(&mut self, draft: Draft, time: DateTime<Utc>) {
         let settle = TimeDelta::from_std(self.thresholds.settle).unwrap_or_default();
-        self.pending.push(Pending {
+        if let Some(flow) = draft.flow {
+            self.pairing.hold(flow.connection(), draft.finding.cause);
+        }
+        self.hold(Pending {
             draft,
             ready_at: time + settle,
         });
+    }
+
+    fn hold(&mut self, pending: Pending) {
+        if self.pending.len() >= HELD
+            && let Some((_, oldest)) = self.pending.pop_first()
+        {
+            // Full: the oldest goes out now rather than being dropped.
+            if let Some(flow) = oldest.draft.flow {
+                self.pairing
+                    .unhold(flow.connection(), oldest.draft.finding.cause);
+            }
+            if let Some(finding) = self.release(oldest.draft) {
+                self.early.push(finding);
+            }
+        }
+        self.sequence += 1;
+        self.pending
+            .insert((pending.ready_at, self.sequence), pending);
     }
 
     fn advance(&mut self, now: DateTime<Utc>) -> Vec<FindingRecord> {
@@ -241,20 +274,26 @@ impl Engine {
                 self.decide_awaiting(&event, known, now);
             }
         }
-        let mut out = self.release_due(now);
+        let mut out = std::mem::take(&mut self.early);
+        out.extend(self.release_due(now));
         out.extend(self.repeats(now, false));
         out
     }
 
     /// Releases pending findings due by `now`, in time order.
     fn release_due(&mut self, now: DateTime<Utc>) -> Vec<FindingRecord> {
-        self.pending.sort_by_key(|p| p.ready_at);
-        let due = self
-            .pending
-            .iter()
-            .take_while(|p| p.ready_at <= now)
-            .count();
-        let mut due: Vec<Pending> = self.pending.drain(..due).collect();
+        let mut due = Vec::new();
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let pending = entry.remove();
+            if let Some(flow) = pending.draft.flow {
+                self.pairing
+                    .unhold(flow.connection(), pending.draft.finding.cause);
+            }
+            due.push(pending);
+        }
         // Specific findings first: a generic one released in the same batch
         // must see its specific partner (the other end of the connection).
         due.sort_by_key(|p| (is_generic(p.draft.finding.cause), p.ready_at));
@@ -265,13 +304,13 @@ impl Engine {
             // may replace this generic one, so hold it until that is decided
             // (awaiting resets are decided within AWAIT_AT_MOST).
             if is_generic(pending.draft.finding.cause)
-                && pending
-                    .draft
-                    .flow
-                    .is_some_and(|flow| self.partner_awaits(flow))
+                && let Some(flow) = pending.draft.flow
+                && self.pairing.awaits(&flow.connection())
             {
+                self.pairing
+                    .hold(flow.connection(), pending.draft.finding.cause);
                 pending.ready_at = now + settle;
-                self.pending.push(pending);
+                self.hold(pending);
                 continue;
             }
             if let Some(finding) = self.release(pending.draft) {
@@ -279,13 +318,6 @@ impl Engine {
             }
         }
         out
-    }
-
-    /// Whether a reset on the same connection (either end) waits for a sample.
-    fn partner_awaits(&self, flow: FlowId) -> bool {
-        self.awaiting
-            .iter()
-            .any(|(event, _)| FlowId::of(event).is_some_and(|other| other.same_connection(&flow)))
     }
 
     fn release(&mut self, mut draft: Draft) -> Option<FindingRecord> {
@@ -297,15 +329,9 @@ impl Engine {
             if self.superseded(&draft, flow) {
                 return None;
             }
-            self.recent.push_back(Recent {
-                at: time,
-                flow,
-                cause: draft.finding.cause,
-            });
             let keep = TimeDelta::from_std(self.thresholds.settle * 4).unwrap_or_default();
-            while self.recent.front().is_some_and(|r| r.at < time - keep) {
-                self.recent.pop_front();
-            }
+            self.pairing
+                .printed(flow.connection(), draft.finding.cause, time, keep);
         }
         self.summary
             .add(&draft.finding, draft.flow.map(|f| f.local.port()), 1);
@@ -316,26 +342,10 @@ impl Engine {
     /// better: a generic one (peer_reset, other_reset) yields to a specific one,
     /// and the same cause is reported once.
     fn superseded(&self, draft: &Draft, flow: FlowId) -> bool {
-        let generic = is_generic;
         let cause = draft.finding.cause;
-        let same_connection = |other: &FlowId| other.same_connection(&flow);
-        let partners = self
-            .recent
-            .iter()
-            .filter(|r| same_connection(&r.flow))
-            .map(|r| r.cause)
-            .chain(
-                self.pending
-                    .iter()
-                    .filter(|p| p.draft.flow.as_ref().is_some_and(same_connection))
-                    .map(|p| p.draft.finding.cause),
-            );
-        for other in partners {
-            if (generic(cause) && !generic(other)) || other == cause {
-                return true;
-            }
-        }
-        false
+        self.pairing
+            .partners(&flow.connection())
+            .any(|other| (is_generic(cause) && !is_generic(other)) || other == cause)
     }
 
     /// Prints the first of a key, counts repeats, prints pile-ups again as they grow.
