@@ -17,7 +17,7 @@ use crate::{
     filter,
     maps::{EVENTS, count},
     owner::current_task,
-    sock,
+    sock, storm,
 };
 
 /// Deepest nesting of tcpwatch programs on one CPU that gets a slot.
@@ -92,10 +92,15 @@ pub fn submit(
     owner: *const OwnerRecord,
     listener: *const ListenerRecord,
 ) {
+    let (owner_ptr, listener_ptr) = (owner, listener);
     let owner = (!owner.is_null()).then_some(owner);
     let listener = (!listener.is_null()).then_some(listener);
     if !filter::keep(&event.flow, owner, listener) {
         count(Counter::Filtered);
+        return;
+    }
+    if storm::summarising(now) {
+        storm::summarise(event, kind, now, owner_ptr, listener_ptr);
         return;
     }
     let (emitted, lost) = match kind {
@@ -134,6 +139,9 @@ pub fn submit(
     }
     match EVENTS.output::<TcpEvent>(&*event, 0) {
         Ok(()) => count(emitted),
-        Err(_) => count(lost),
+        Err(_) => {
+            count(lost);
+            storm::enter(now);
+        }
     }
 }

@@ -21,8 +21,9 @@ use crate::{
         convert::Converter,
         counters::KernelCounters,
         decode::{DecodeStats, decode},
-        model::{EventRecord, Kind},
+        model::{AggregateRecord, EventRecord, Kind, StormRecord},
         reader::Reader,
+        storm::{Storm, StormOutput},
     },
     explain::{engine::Engine, finding::FindingRecord},
     sinks::output::Output,
@@ -34,6 +35,8 @@ const BATCH: usize = 4096;
 const TICK: Duration = Duration::from_millis(200);
 /// At most one sampler hint per namespace per this interval.
 const HINT_EVERY: Duration = Duration::from_secs(1);
+/// How often storm mode is checked and its counts reported.
+const STORM_POLL: Duration = Duration::from_secs(1);
 
 /// SIGINT and SIGTERM, caught.
 pub struct Signals {
@@ -71,6 +74,8 @@ enum Item {
     Event(Box<EventRecord>),
     Finding(Box<FindingRecord>),
     Sample(Box<SampleRecord>),
+    Storm(Box<StormRecord>),
+    Aggregate(Box<AggregateRecord>),
 }
 
 /// The session.
@@ -86,6 +91,7 @@ pub struct Session {
     hints: Option<Hints>,
     hinted: HashMap<u32, Instant>,
     batch: Vec<Item>,
+    storm: Option<Storm>,
 }
 
 impl Session {
@@ -98,6 +104,7 @@ impl Session {
         limit: Option<u64>,
         engine: Option<Engine>,
         hints: Option<Hints>,
+        storm: Option<Storm>,
     ) -> Self {
         Self {
             converter,
@@ -111,6 +118,7 @@ impl Session {
             hints,
             hinted: HashMap::new(),
             batch: Vec::with_capacity(256),
+            storm,
         }
     }
 
@@ -126,6 +134,7 @@ impl Session {
         let mut stop = self.pump(reader, samples, signals, duration).await?;
         if !matches!(stop, Stop::Count | Stop::OutputClosed) {
             reader.drain_now(|bytes| self.take(bytes));
+            self.poll_storm(true)?;
             if let Some(engine) = &mut self.engine {
                 let findings = engine.finish();
                 self.batch
@@ -149,6 +158,8 @@ impl Session {
         tokio::pin!(deadline);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut storm_tick = tokio::time::interval(STORM_POLL);
+        storm_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let sampling = samples.is_some();
             tokio::select! {
@@ -162,6 +173,7 @@ impl Session {
                         None => samples = None,
                     }
                 }
+                _ = storm_tick.tick(), if self.storm.is_some() => self.poll_storm(false)?,
                 _ = tick.tick(), if self.engine.is_some() => {
                     if let Some(engine) = &mut self.engine {
                         let findings = engine.tick(Utc::now());
@@ -173,6 +185,32 @@ impl Session {
                 return Ok(stop);
             }
         }
+    }
+
+    /// Reports storm-mode counts (and ends a storm, with `finish`).
+    fn poll_storm(&mut self, finish: bool) -> io::Result<()> {
+        let Some(storm) = &mut self.storm else {
+            return Ok(());
+        };
+        let outputs = storm
+            .poll(&self.converter, STORM_POLL, finish)
+            .map_err(io::Error::other)?;
+        for output in outputs {
+            match output {
+                StormOutput::Storm(s) => self.batch.push(Item::Storm(Box::new(s))),
+                StormOutput::Aggregate(a) => {
+                    let findings = self
+                        .engine
+                        .as_mut()
+                        .map(|engine| engine.summarised(&a))
+                        .unwrap_or_default();
+                    self.batch.push(Item::Aggregate(a));
+                    self.batch
+                        .extend(findings.into_iter().map(|f| Item::Finding(Box::new(f))));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Decodes one ring-buffer record, explains it, queues what to print.
@@ -248,6 +286,12 @@ impl Session {
                     self.findings += 1;
                 }
                 Item::Sample(sample) => self.output.sample(&sample)?,
+                Item::Storm(storm) => self.output.storm(&storm)?,
+                Item::Aggregate(aggregate) => {
+                    if self.display.contains(&aggregate.kind) {
+                        self.output.aggregate(&aggregate)?;
+                    }
+                }
             }
         }
         if self
@@ -297,8 +341,17 @@ impl Session {
             ),
             None => String::new(),
         };
+        let storms = match &self.storm {
+            Some(storm) if storm.storms > 0 => format!(
+                "; {} storms: {} events summarised in the kernel ({} found no room and were only counted)",
+                storm.storms,
+                kernel.summarised(),
+                kernel.get(Counter::SummaryOverflow)
+            ),
+            _ => String::new(),
+        };
         format!(
-            "stopped ({why}) after {:.1} s: {} events shown ({sent} reset_sent, {received} reset_received, {state} state){findings}; {} lost (ring buffer full), {} undecodable, {} kernel read errors, {} without a known owner",
+            "stopped ({why}) after {:.1} s: {} events shown ({sent} reset_sent, {received} reset_received, {state} state){findings}{storms}; {} lost (ring buffer full), {} undecodable, {} kernel read errors, {} without a known owner",
             elapsed.as_secs_f64(),
             state + sent + received,
             kernel.lost(),

@@ -14,6 +14,7 @@ use crate::{
     context::sampler,
     events::{
         clock::Clock, convert::Converter, counters::KernelCounters, model::Kind, reader::Reader,
+        storm::Storm,
     },
     exit::{Failure, OrExit},
     explain::engine::Engine,
@@ -61,7 +62,9 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
     }
 
     let grace = u64::try_from(args.owner_grace.as_nanos()).unwrap_or(u64::MAX);
-    let config = kernel.program_config(filters.config(), grace);
+    let mut config = kernel.program_config(filters.config(), grace);
+    // Storm mode starts with the ring buffer half full.
+    config.storm_high_water = args.ring_buffer_size / 2;
     let sizes = MapSizes {
         ring_buffer_bytes: args.ring_buffer_size,
         max_sockets: args.max_sockets,
@@ -115,13 +118,16 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
     } else {
         (None, None, None)
     };
+    let clock = Clock::sample();
+    let storm = Storm::new(&mut ebpf, args.storm_exit_rate, clock).or_runtime()?;
     let mut session = Session::new(
-        Converter::new(kernel.names.clone(), Clock::sample()),
+        Converter::new(kernel.names.clone(), clock),
         Output::new(format, home_netns(), io::stdout()),
         display,
         args.count,
         engine,
         hints,
+        Some(storm),
     );
     let mut reader = Reader::new(&mut ebpf).or_runtime()?;
     let tracing_since = Instant::now();

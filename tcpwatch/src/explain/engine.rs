@@ -23,7 +23,10 @@ use super::{
 };
 use crate::{
     context::sample::SampleRecord,
-    events::model::{EventRecord, Kind},
+    events::{
+        convert::received_error,
+        model::{AggregateRecord, EventRecord, Kind, Process, RecordType, SCHEMA_VERSION, Segment},
+    },
 };
 
 /// Resets waiting for their namespace's next sample, at most.
@@ -132,6 +135,59 @@ impl Engine {
         out
     }
 
+    /// Feeds events the kernel summarised during a storm: one representative
+    /// reset per record, explained like an event (but not added to the flow
+    /// history: the events were not seen one by one), its finding standing for
+    /// all `count` of them.
+    pub fn summarised(&mut self, a: &AggregateRecord) -> Vec<FindingRecord> {
+        let mut out = self.advance(a.time);
+        if a.kind == Kind::State {
+            return out;
+        }
+        let event = EventRecord {
+            schema_version: SCHEMA_VERSION,
+            record: RecordType::Event,
+            kind: a.kind,
+            time: a.time,
+            flow: a.example.clone(),
+            old_state: None,
+            new_state: None,
+            state: a.state.clone(),
+            reason: a.reason.clone(),
+            error: (a.kind == Kind::ResetReceived)
+                .then(|| received_error(a.state.as_deref()).to_owned()),
+            owner: a.owner.clone(),
+            actor: Process {
+                pid: 0,
+                tid: 0,
+                comm: "-".into(),
+                uid: 0,
+                cgroup_id: 0,
+                source: None,
+                closed_ms_before: None,
+            },
+            listener: a.listener.clone(),
+            hook: "storm summary".into(),
+            segment: a.segment_flags.clone().map(|flags| Segment {
+                flags,
+                payload_bytes: 0,
+            }),
+            socket: None,
+            tcp: None,
+        };
+        let (reason, confidence) = match infer::of_event(&event) {
+            Reason::Known(reason, confidence) => (Some(reason), confidence),
+            Reason::AwaitCounters => match infer::from_counters(&event, &self.namespaces, a.time) {
+                Reason::Known(reason, confidence) => (Some(reason), confidence),
+                _ => (event.reason.clone(), Confidence::Inferred),
+            },
+            Reason::None => (None, Confidence::Exact),
+        };
+        self.explain_counted(&event, reason, confidence, Some(a.count));
+        out.extend(self.advance(a.time));
+        out
+    }
+
     /// Feeds a namespace sample; returns the findings ready now.
     pub fn sample(&mut self, sample: &SampleRecord) -> Vec<FindingRecord> {
         let mut out = self.advance(sample.time);
@@ -210,6 +266,17 @@ impl Engine {
     }
 
     fn explain(&mut self, event: &EventRecord, reason: Option<String>, confidence: Confidence) {
+        self.explain_counted(event, reason, confidence, None);
+    }
+
+    /// Explains `event`; for a storm summary, standing for `summarised` like it.
+    fn explain_counted(
+        &mut self,
+        event: &EventRecord,
+        reason: Option<String>,
+        confidence: Confidence,
+        summarised: Option<u64>,
+    ) {
         let Some(id) = FlowId::of(event) else { return };
         let reset = Reset {
             event,
@@ -226,7 +293,19 @@ impl Engine {
             .rules
             .iter_mut()
             .find_map(|rule| rule.reset(&ctx, &reset));
-        if let Some(draft) = draft {
+        if let Some(mut draft) = draft {
+            if let Some(count) = summarised {
+                // Summaries of the two ends pair by service, not by
+                // connection: the ephemeral side's port is left out.
+                draft.flow = draft.flow.map(|flow| flow.service());
+                draft.summary = true;
+                draft.finding.count = count;
+                draft.finding.add(
+                    "summarised_events",
+                    count,
+                    format!("{count} such events, summarised in the kernel during a storm"),
+                );
+            }
             self.queue(draft, event.time);
         }
     }
@@ -333,8 +412,11 @@ impl Engine {
             self.pairing
                 .printed(flow.connection(), draft.finding.cause, time, keep);
         }
-        self.summary
-            .add(&draft.finding, draft.flow.map(|f| f.local.port()), 1);
+        self.summary.add(
+            &draft.finding,
+            draft.flow.map(|f| f.local.port()),
+            draft.finding.count,
+        );
         self.aggregate(draft)
     }
 
@@ -345,7 +427,11 @@ impl Engine {
         let cause = draft.finding.cause;
         self.pairing
             .partners(&flow.connection())
-            .any(|other| (is_generic(cause) && !is_generic(other)) || other == cause)
+            // Consecutive summaries of one service are not the two ends of a
+            // connection: only a generic one yields to them.
+            .any(|other| {
+                (is_generic(cause) && !is_generic(other)) || (other == cause && !draft.summary)
+            })
     }
 
     /// Prints the first of a key, counts repeats, prints pile-ups again as they grow.
@@ -386,7 +472,7 @@ impl Engine {
                     Some(draft.finding)
                 }
                 _ => {
-                    e.suppressed += 1;
+                    e.suppressed += draft.finding.count;
                     e.latest = Some(draft.finding);
                     None
                 }

@@ -61,6 +61,18 @@ impl FlowId {
         })
     }
 
+    /// The same with the higher port (the client's ephemeral one) set to 0:
+    /// every connection to one service in one key.
+    pub fn service(&self) -> Self {
+        let mut id = *self;
+        if id.local.port() <= id.remote.port() {
+            id.remote.set_port(0);
+        } else {
+            id.local.set_port(0);
+        }
+        id
+    }
+
     /// The connection, whichever end sees it (see [`ConnKey`]).
     pub fn connection(&self) -> ConnKey {
         let (a, b) = if self.local <= self.remote {

@@ -6,7 +6,9 @@ use bytes::{BufMut, BytesMut};
 
 use super::{finding_block, terminal};
 use crate::{
-    context::sample::SampleRecord, events::model::EventRecord, explain::finding::FindingRecord,
+    context::sample::SampleRecord,
+    events::model::{AggregateRecord, EventRecord, StormRecord},
+    explain::finding::FindingRecord,
 };
 
 /// Output format.
@@ -49,6 +51,32 @@ impl<W: Write> Output<W> {
                 serde_json::to_writer((&mut self.buffer).writer(), event)
                     .map_err(io::Error::other)?;
             }
+        }
+        self.buffer.put_u8(b'\n');
+        Ok(())
+    }
+
+    /// Adds a storm-mode start or end.
+    pub fn storm(&mut self, storm: &StormRecord) -> io::Result<()> {
+        match self.format {
+            Format::Text => self
+                .buffer
+                .put_slice(terminal::storm_line(storm).as_bytes()),
+            Format::Json => serde_json::to_writer((&mut self.buffer).writer(), storm)
+                .map_err(io::Error::other)?,
+        }
+        self.buffer.put_u8(b'\n');
+        Ok(())
+    }
+
+    /// Adds an "N events summarised" record.
+    pub fn aggregate(&mut self, aggregate: &AggregateRecord) -> io::Result<()> {
+        match self.format {
+            Format::Text => self
+                .buffer
+                .put_slice(terminal::aggregate_line(aggregate, self.home_netns).as_bytes()),
+            Format::Json => serde_json::to_writer((&mut self.buffer).writer(), aggregate)
+                .map_err(io::Error::other)?,
         }
         self.buffer.put_u8(b'\n');
         Ok(())
