@@ -170,7 +170,7 @@ fn replay(
                 output.aggregate(&aggregate)?;
                 engine.summarised(&aggregate)
             }
-            Some("finding" | "summary") => {
+            Some("finding" | "summary" | "stats") => {
                 stats.earlier += 1;
                 Vec::new()
             }

@@ -69,6 +69,19 @@ pub enum Stop {
     OutputClosed,
 }
 
+impl Stop {
+    /// In words.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Interrupt => "interrupted",
+            Self::Terminate => "terminated",
+            Self::Duration => "duration reached",
+            Self::Count => "count reached",
+            Self::OutputClosed => "output closed",
+        }
+    }
+}
+
 /// One thing to print.
 enum Item {
     Event(Box<EventRecord>),
@@ -323,15 +336,43 @@ impl Session {
         }
     }
 
+    /// The exit summary as a `stats` record (JSON output only), for scripts.
+    pub fn print_stats(
+        &mut self,
+        stop: Stop,
+        elapsed: Duration,
+        kernel: &KernelCounters,
+    ) -> io::Result<()> {
+        let [state, sent, received] = self.shown;
+        let mut counters = serde_json::Map::new();
+        for counter in Counter::ALL {
+            counters.insert(counter.name().to_owned(), kernel.get(counter).into());
+        }
+        let record = serde_json::json!({
+            "schema_version": crate::events::model::SCHEMA_VERSION,
+            "record": "stats",
+            "time": Utc::now(),
+            "stopped": stop.as_str(),
+            "elapsed_ms": elapsed.as_millis() as u64,
+            "shown": {"state": state, "reset_sent": sent, "reset_received": received},
+            "findings": self.findings,
+            "lost": kernel.lost(),
+            "summarised": kernel.summarised(),
+            "storms": self.storm.as_ref().map_or(0, |s| s.storms),
+            "undecodable": self.decode.total(),
+            "evicted_flows": self.engine.as_ref().map_or(0, Engine::evicted_flows),
+            "kernel": counters,
+        });
+        self.output.stats(&record)?;
+        match self.output.flush() {
+            Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
+    }
+
     /// The one-line summary for stderr.
     pub fn summary(&self, stop: Stop, elapsed: Duration, kernel: &KernelCounters) -> String {
-        let why = match stop {
-            Stop::Interrupt => "interrupted",
-            Stop::Terminate => "terminated",
-            Stop::Duration => "duration reached",
-            Stop::Count => "count reached",
-            Stop::OutputClosed => "output closed",
-        };
+        let why = stop.as_str();
         let [state, sent, received] = self.shown;
         let findings = match &self.engine {
             Some(engine) => format!(

@@ -140,6 +140,11 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
     }
     drop(reader);
     let counters = KernelCounters::read(&ebpf).or_runtime()?;
+    if stop != super::session::Stop::OutputClosed {
+        session
+            .print_stats(stop, tracing_since.elapsed(), &counters)
+            .or_runtime()?;
+    }
     drop(ebpf); // detaches every program
     eprintln!(
         "tcpwatch: {}",

@@ -107,6 +107,15 @@ impl<W: Write> Output<W> {
         Ok(())
     }
 
+    /// Adds the exit `stats` record (JSON only: text output has the stderr line).
+    pub fn stats(&mut self, stats: &serde_json::Value) -> io::Result<()> {
+        if self.format == Format::Json {
+            serde_json::to_writer((&mut self.buffer).writer(), stats).map_err(io::Error::other)?;
+            self.buffer.put_u8(b'\n');
+        }
+        Ok(())
+    }
+
     /// Adds text as is (text format) or a JSON value as one line.
     pub fn summary(&mut self, text: &str, json: &serde_json::Value) -> io::Result<()> {
         match self.format {
