@@ -16,10 +16,17 @@ use crate::{
     maps::{AGGREGATES, EVENTS, STORM, count},
 };
 
-/// Whether events are summarised now: storm mode is on, or the ring buffer just
-/// crossed the high-water mark (which turns it on).
+/// Bytes waiting in the ring buffer.
 #[inline(always)]
-pub fn summarising(now: u64) -> bool {
+pub fn pending() -> u64 {
+    EVENTS.query(u64::from(BPF_RB_AVAIL_DATA))
+}
+
+/// Whether events are summarised now: storm mode is on, or the ring buffer
+/// (holding `pending` unread bytes) crossed the high-water mark, which turns
+/// it on.
+#[inline(always)]
+pub fn summarising(now: u64, pending: u64) -> bool {
     let Some(since) = STORM.get_ptr_mut(0) else {
         return false;
     };
@@ -29,7 +36,7 @@ pub fn summarising(now: u64) -> bool {
         return true;
     }
     let high_water = u64::from(config!(storm_high_water));
-    if high_water != 0 && EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) >= high_water {
+    if high_water != 0 && pending >= high_water {
         enter(now);
         return true;
     }

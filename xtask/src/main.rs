@@ -2,7 +2,9 @@
 //! the `tcpwatch` binary is self-contained.
 //!
 //! - `cargo xtask setup`: install the offline eBPF toolchain (idempotent).
+//! - `cargo xtask bench`: measure tcpwatch's cost (docs/performance.md).
 
+mod bench;
 mod setup;
 
 use std::process::ExitCode;
@@ -22,11 +24,19 @@ enum Command {
     /// rustc-web, cargo-web and rust-web-src, the LLVM matching that rustc, and
     /// bpf-linker built against it. Idempotent; fast when already done.
     Setup(setup::Args),
+    /// Measure tcpwatch's cost against a floor program, bpftrace and no
+    /// tracing (as root; results for docs/performance.md).
+    Bench(bench::Args),
+    /// A load generator process of the benchmarks (internal).
+    #[command(hide = true)]
+    BenchLoad(bench::load::Args),
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Setup(args) => setup::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::BenchLoad(args) => bench::load::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

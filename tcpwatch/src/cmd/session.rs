@@ -35,6 +35,10 @@ const BATCH: usize = 4096;
 const TICK: Duration = Duration::from_millis(200);
 /// At most one sampler hint per namespace per this interval.
 const HINT_EVERY: Duration = Duration::from_secs(1);
+/// How often the ring buffer is drained without a wake-up from the kernel
+/// (which signals only once a batch has built up): the latency of a quiet
+/// event.
+const DRAIN_EVERY: Duration = Duration::from_millis(50);
 /// How often storm mode is checked and its counts reported.
 const STORM_POLL: Duration = Duration::from_secs(1);
 
@@ -146,7 +150,7 @@ impl Session {
     ) -> io::Result<Stop> {
         let mut stop = self.pump(reader, samples, signals, duration).await?;
         if !matches!(stop, Stop::Count | Stop::OutputClosed) {
-            reader.drain_now(|bytes| self.take(bytes));
+            reader.drain_now(usize::MAX, |bytes| self.take(bytes));
             self.poll_storm(true)?;
             if let Some(engine) = &mut self.engine {
                 let findings = engine.finish();
@@ -171,6 +175,8 @@ impl Session {
         tokio::pin!(deadline);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
+        drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut storm_tick = tokio::time::interval(STORM_POLL);
         storm_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -180,6 +186,7 @@ impl Session {
                 _ = signals.terminate.recv() => return Ok(Stop::Terminate),
                 () = &mut deadline, if duration.is_some() => return Ok(Stop::Duration),
                 read = reader.drain(BATCH, |bytes| self.take(bytes)) => { read?; }
+                _ = drain_tick.tick() => { reader.drain_now(BATCH, |bytes| self.take(bytes)); }
                 sample = recv_sample(&mut samples), if sampling => {
                     match sample {
                         Some(sample) => self.sample(sample),
