@@ -1,47 +1,19 @@
-//! tcpwatch: who reset this TCP connection, and why.
-//!
-//! An eBPF tracer for TCP resets and state transitions. Kernel programs
-//! (`tcpwatch-ebpf`, embedded at build time) hook `sock:inet_sock_set_state`,
-//! `tcp:tcp_send_reset`/`tcp:tcp_receive_reset` (or kprobes on the reset
-//! functions where the tracepoint is incomplete) and stream events through a BPF
-//! ring buffer; this program attributes each one to the process that owns the
-//! socket and prints it.
-//!
-//! ```text
-//! $ sudo tcpwatch trace
-//! tcpwatch: attached 6 programs in 41 ms; tracing
-//! 14:02:11.482913 reset_sent     127.0.0.1:9 > 127.0.0.1:53122  NO_SOCKET (no socket; incoming SYN)  owner=- listener=-  actor=curl[4121]
-//! ```
-//!
-//! Modules: `probes` (what the kernel offers, the attach plan, loading),
-//! `events` (ring buffer → validated records → public schema), `attrib`
-//! (start-up census of socket owners), `sinks` (text and JSON Lines), `cmd`
-//! (subcommands).
-
-mod attrib;
-mod cli;
-mod cmd;
-mod context;
-mod events;
-mod exit;
-mod explain;
-mod filters;
-mod privileges;
-mod probes;
-mod sinks;
+//! The `tcpwatch` command: parses the command line, sets up logging, and runs
+//! a subcommand of the library (see the crate docs of `tcpwatch`).
 
 use std::{io::IsTerminal as _, process::ExitCode};
 
 use clap::Parser as _;
-use tracing_subscriber::EnvFilter;
-
-use crate::{
+use tcpwatch::{
     cli::{Cli, Command},
+    cmd, exit,
     exit::{Failure, OrExit},
 };
+use tracing_subscriber::EnvFilter;
 
+/// jemalloc: see its line in Cargo.toml.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

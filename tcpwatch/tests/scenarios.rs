@@ -483,7 +483,8 @@ fn accept_queue_abort() {
         clients.ok(&format!("connect 127.0.0.1 {port}"));
     }
     clients.ok("write-all GET\\s/\\sHTTP/1.0\\r\\n\\r\\n");
-    let trace = tracer.finish_after(Duration::from_millis(1500));
+    // The counters come with the next namespace sample (every second).
+    let trace = tracer.finish_after(Duration::from_millis(2500));
     let found = findings(&trace, "accept_queue_overflow");
     let reset = found
         .iter()

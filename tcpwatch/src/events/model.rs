@@ -111,7 +111,7 @@ pub struct Flow {
 }
 
 /// A process (owner, listener or actor).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Process {
     /// Process id (thread-group id, as `ps` shows).
     pub pid: u32,
@@ -131,6 +131,12 @@ pub struct Process {
     /// and this event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_ms_before: Option<u64>,
+}
+
+impl AsRef<Process> for Process {
+    fn as_ref(&self) -> &Process {
+        self
+    }
 }
 
 /// The incoming segment that triggered a reset.

@@ -39,7 +39,7 @@ const PILEUP_REMINDER: TimeDelta = TimeDelta::minutes(5);
 const KEYS: usize = 10_000;
 /// Findings held for their settle time, at most; beyond, the oldest is
 /// released early (never dropped).
-const HELD: usize = 65_536;
+const HELD: usize = 10_000;
 
 struct Pending {
     draft: Draft,
@@ -403,7 +403,10 @@ impl Engine {
         let time = draft.finding.time;
         if let Some(flow) = draft.flow {
             if draft.finding.peer_owner.is_none() {
-                draft.finding.peer_owner = self.history.peer(&flow).and_then(|h| h.owner.clone());
+                draft.finding.peer_owner = self
+                    .history
+                    .peer(&flow)
+                    .and_then(|h| h.owner.as_deref().cloned());
             }
             if self.superseded(&draft, flow) {
                 return None;

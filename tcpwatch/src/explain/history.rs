@@ -7,6 +7,7 @@ use std::{
     collections::{HashMap, VecDeque},
     net::SocketAddr,
     num::NonZeroUsize,
+    sync::{Arc, Mutex},
 };
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -14,8 +15,77 @@ use lru::LruCache;
 
 use crate::events::model::{EventRecord, Kind, Process, TcpActivity};
 
-/// Transitions kept per flow.
-const TRANSITIONS: usize = 16;
+/// Transitions kept per flow (a connection's whole life is 4 to 6).
+const TRANSITIONS: usize = 8;
+/// Distinct owners shared between flows before unused ones are dropped.
+const OWNERS: usize = 16_384;
+/// Distinct state names kept (the kernel has a dozen).
+const STATE_NAMES: usize = 64;
+
+/// The names of the states seen, kept once for the whole program: flow
+/// histories hold many transitions, and the kernel has a dozen names.
+static STATES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+/// A TCP state, as an index into the names seen (one byte per state in a
+/// transition instead of a string).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct State(u8);
+
+impl State {
+    /// The state called `name`.
+    pub fn named(name: &str) -> Self {
+        let Ok(mut names) = STATES.lock() else {
+            return Self(u8::MAX);
+        };
+        if let Some(i) = names.iter().position(|n| *n == name) {
+            return Self(i as u8);
+        }
+        if names.len() >= STATE_NAMES {
+            return Self(u8::MAX);
+        }
+        names.push(Box::leak(name.to_owned().into_boxed_str()));
+        Self((names.len() - 1) as u8)
+    }
+
+    /// Its name (`?` past the table's capacity).
+    pub fn name(self) -> &'static str {
+        STATES
+            .lock()
+            .ok()
+            .and_then(|names| names.get(usize::from(self.0)).copied())
+            .unwrap_or("?")
+    }
+}
+
+/// Owners shared by the flows of one process, instead of a copy per flow.
+#[derive(Default)]
+struct Owners {
+    by_task: HashMap<(u32, u32, u64), Arc<Process>>,
+}
+
+impl Owners {
+    /// The shared record for `p` (without its event-specific
+    /// `closed_ms_before`).
+    fn get(&mut self, p: &Process) -> Arc<Process> {
+        let key = (p.pid, p.tid, p.cgroup_id);
+        if let Some(known) = self.by_task.get(&key)
+            && known.comm == p.comm
+            && known.uid == p.uid
+            && known.source == p.source
+        {
+            return known.clone();
+        }
+        if self.by_task.len() >= OWNERS {
+            self.by_task.retain(|_, a| Arc::strong_count(a) > 1);
+        }
+        let shared = Arc::new(Process {
+            closed_ms_before: None,
+            ..p.clone()
+        });
+        self.by_task.insert(key, shared.clone());
+        shared
+    }
+}
 /// Completed connections kept (for TIME_WAIT attribution), and for how long.
 const CLOSES: usize = 50_000;
 const CLOSES_FOR: TimeDelta = TimeDelta::seconds(120);
@@ -113,16 +183,24 @@ pub struct ConnKey {
 }
 
 /// One state transition.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Transition {
     /// When.
     pub time: DateTime<Utc>,
+    from: State,
+    to: State,
+}
+
+impl Transition {
     /// From state.
-    pub from: String,
+    pub fn from(&self) -> &'static str {
+        self.from.name()
+    }
+
     /// To state.
-    pub to: String,
-    /// The task on the CPU.
-    pub actor: u32,
+    pub fn to(&self) -> &'static str {
+        self.to.name()
+    }
 }
 
 /// The first close of a connection.
@@ -133,7 +211,7 @@ pub struct Close {
     /// This end closed first.
     pub by_local: bool,
     /// The owner at that moment.
-    pub owner: Option<Process>,
+    pub owner: Option<Arc<Process>>,
     /// Socket activity at that moment: `idle_ms` is how long the connection had
     /// been idle when it was closed.
     pub tcp: Option<TcpActivity>,
@@ -143,7 +221,7 @@ pub struct Close {
 #[derive(Clone, Debug, PartialEq)]
 pub struct FlowHistory {
     /// The latest owner.
-    pub owner: Option<Process>,
+    pub owner: Option<Arc<Process>>,
     /// First event seen.
     pub first_seen: DateTime<Utc>,
     /// When it became ESTABLISHED, if seen.
@@ -187,8 +265,8 @@ impl FlowHistory {
             .transitions
             .iter()
             .rev()
-            .find(|t| t.to == "CLOSE")
-            .map_or_else(|| "?".to_owned(), |t| t.from.clone());
+            .find(|t| t.to() == "CLOSE")
+            .map_or_else(|| "?".to_owned(), |t| t.from().to_owned());
         Some(Ending::Dropped {
             ms: since(ended),
             from,
@@ -237,7 +315,7 @@ impl Ending {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ListenerSpell {
     /// The listening process.
-    pub owner: Option<Process>,
+    pub owner: Option<Arc<Process>>,
     /// listen() time.
     pub since: DateTime<Utc>,
     /// When the listener closed, if it did.
@@ -254,7 +332,7 @@ pub struct Completed {
     /// This end closed first (and so holds the TIME_WAIT).
     pub local_first: bool,
     /// Owner when it was closed.
-    pub closer: Option<Process>,
+    pub closer: Option<Arc<Process>>,
     /// From ESTABLISHED (or first seen) to CLOSE.
     pub lifetime_ms: u64,
 }
@@ -283,6 +361,7 @@ pub struct History {
     pub orphan_resets: VecDeque<OrphanReset>,
     /// Flow histories evicted because the table was full.
     pub evicted: u64,
+    owners: Owners,
 }
 
 impl History {
@@ -295,6 +374,7 @@ impl History {
             completed: VecDeque::new(),
             orphan_resets: VecDeque::new(),
             evicted: 0,
+            owners: Owners::default(),
         }
     }
 
@@ -348,8 +428,9 @@ impl History {
             );
             return;
         }
+        let owner = event.owner.as_ref().map(|o| self.owners.get(o));
         if event.kind == Kind::State {
-            self.listener_transition(event, id);
+            self.listener_transition(event, id, owner.as_ref());
         }
         // A connect() is reported before the kernel picks the local port.
         if id.local.port() == 0 || id.remote.port() == 0 {
@@ -360,16 +441,20 @@ impl History {
                 self.evicted += 1;
                 self.forget_namespace(gone);
             }
-            self.namespaces_of
-                .entry((id.local, id.remote))
-                .or_default()
-                .push(id.netns);
+            // Loopback never leaves its namespace: only other flows can have
+            // their other end in another one.
+            if !id.local.ip().is_loopback() {
+                self.namespaces_of
+                    .entry((id.local, id.remote))
+                    .or_default()
+                    .push(id.netns);
+            }
         }
         let Some(flow) = self.flows.get_mut(&id) else {
             return;
         };
-        if event.owner.is_some() {
-            flow.owner.clone_from(&event.owner);
+        if owner.is_some() {
+            flow.owner.clone_from(&owner);
         }
         if event.tcp.is_some() {
             flow.last_tcp = event.tcp;
@@ -380,22 +465,21 @@ impl History {
         let (Some(from), Some(to)) = (&event.old_state, &event.new_state) else {
             return;
         };
-        flow.transitions.push_back(Transition {
-            time,
-            from: from.clone(),
-            to: to.clone(),
-            actor: event.actor.pid,
-        });
-        if flow.transitions.len() > TRANSITIONS {
+        if flow.transitions.len() >= TRANSITIONS {
             flow.transitions.pop_front();
         }
+        flow.transitions.push_back(Transition {
+            time,
+            from: State::named(from),
+            to: State::named(to),
+        });
         match (from.as_str(), to.as_str()) {
             (_, "ESTABLISHED") => flow.established_at = Some(time),
             ("ESTABLISHED", "FIN_WAIT1" | "CLOSE_WAIT") if flow.first_close.is_none() => {
                 flow.first_close = Some(Close {
                     time,
                     by_local: to == "FIN_WAIT1",
-                    owner: event.owner.clone(),
+                    owner,
                     tcp: event.tcp,
                 });
             }
@@ -427,13 +511,18 @@ impl History {
         }
     }
 
-    fn listener_transition(&mut self, event: &EventRecord, id: FlowId) {
+    fn listener_transition(
+        &mut self,
+        event: &EventRecord,
+        id: FlowId,
+        owner: Option<&Arc<Process>>,
+    ) {
         let key = (id.netns, id.local.port());
         match (event.old_state.as_deref(), event.new_state.as_deref()) {
             (Some("CLOSE"), Some("LISTEN")) => {
                 let spells = self.listeners.get_or_insert_mut(key, VecDeque::new);
                 spells.push_back(ListenerSpell {
-                    owner: event.owner.clone(),
+                    owner: owner.cloned(),
                     since: event.time,
                     closed_at: None,
                 });
@@ -453,7 +542,7 @@ impl History {
                     None => {
                         // A listener that predates tcpwatch (its listen() was not seen).
                         spells.push_front(ListenerSpell {
-                            owner: event.owner.clone(),
+                            owner: owner.cloned(),
                             since: event.time,
                             closed_at: Some(event.time),
                         });

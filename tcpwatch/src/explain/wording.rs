@@ -3,17 +3,18 @@
 
 use crate::events::model::Process;
 
-/// `nginx (pid 812)`, or `an unknown process`.
-pub fn who(process: Option<&Process>) -> String {
-    process.map_or_else(
+/// `nginx (pid 812)`, or `an unknown process`. Takes a process or a shared
+/// one (flow histories share owners).
+pub fn who<P: AsRef<Process>>(process: Option<&P>) -> String {
+    process.map(AsRef::as_ref).map_or_else(
         || "an unknown process".to_owned(),
         |p| format!("{} (pid {})", p.comm, p.pid),
     )
 }
 
 /// `pid 812 (nginx)`: for sentences that start with the process.
-pub fn pid(process: Option<&Process>) -> String {
-    process.map_or_else(
+pub fn pid<P: AsRef<Process>>(process: Option<&P>) -> String {
+    process.map(AsRef::as_ref).map_or_else(
         || "an unknown process".to_owned(),
         |p| format!("pid {} ({})", p.pid, p.comm),
     )

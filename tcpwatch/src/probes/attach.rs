@@ -62,6 +62,10 @@ pub fn load(config: &ProgramConfig, sizes: MapSizes, bpf_log: bool) -> Result<Eb
     // aya_log_common::Level: 0 = off, 5 = trace.
     let log_level: u8 = if bpf_log { 5 } else { 0 };
     EbpfLoader::new()
+        // The programs use no CO-RE relocations (user space resolves every
+        // offset into the config), so aya need not parse the kernel's BTF a
+        // second time (about 25 MiB at start-up).
+        .btf(None)
         .override_global(CONFIG_SYMBOL, config, true)
         .override_global("AYA_LOG_LEVEL", &log_level, false)
         .map_max_entries("EVENTS", sizes.ring_buffer_bytes)

@@ -36,7 +36,7 @@ impl Rule for CloseWaitLeak {
                     local: endpoint(&c.local)?,
                     remote: endpoint(&c.remote)?,
                 };
-                ctx.history.flow(&id)?.owner.clone()
+                ctx.history.flow(&id)?.owner.as_deref().cloned()
             });
             let entry = by_owner
                 .entry(owner.as_ref().map_or(0, |o| o.pid))

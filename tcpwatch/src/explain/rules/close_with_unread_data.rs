@@ -35,8 +35,8 @@ impl Rule for CloseWithUnreadData {
         {
             f.add(
                 "state_at_close",
-                t.from.clone(),
-                format!("the connection was {} when it was closed", t.from),
+                t.from(),
+                format!("the connection was {} when it was closed", t.from()),
             );
         }
         if let Some(tcp) = reset.event.tcp {

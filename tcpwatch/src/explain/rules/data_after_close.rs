@@ -26,7 +26,7 @@ impl Rule for DataAfterClose {
         }
         let close = preceding_close(ctx, reset);
         let closer = close
-            .and_then(|c| c.owner.as_ref())
+            .and_then(|c| c.owner.as_deref())
             .or(reset.event.owner.as_ref());
         let mut draft = reset.draft(
             Cause::DataAfterClose,

@@ -44,7 +44,7 @@ impl Rule for ForgottenConnection {
         // after, when it receives the reset).
         let peer_state = peer
             .and_then(|p| p.transitions.iter().rev().find(|t| t.time <= now))
-            .map(|t| t.to.clone());
+            .map(|t| t.to());
         let fin_timeout = ctx
             .namespaces
             .sysctl(reset.id.netns, "net.ipv4.tcp_fin_timeout");
@@ -61,7 +61,6 @@ impl Rule for ForgottenConnection {
                     duration_ms(*ms),
                     fin_timeout.map(|s| format!(" = {s} s")).unwrap_or_default(),
                     peer_state
-                        .as_deref()
                         .map(|s| format!(" (in {s})"))
                         .unwrap_or_default(),
                 ),
@@ -101,7 +100,7 @@ impl Rule for ForgottenConnection {
                 reset.id.local.port()
             ),
         );
-        draft.finding.owner = closer;
+        draft.finding.owner = closer.as_deref().cloned();
         draft.finding.add(
             "segment",
             flags.clone(),
@@ -131,7 +130,7 @@ impl Rule for ForgottenConnection {
         if let Some(state) = peer_state {
             draft.finding.add(
                 "peer_state",
-                state.clone(),
+                state,
                 format!("the peer's socket was in {state}"),
             );
         }

@@ -28,7 +28,7 @@ impl Rule for PeerRestarted {
             && reset.state() == Some("ESTABLISHED")
             && ctx.history.peer(&reset.id).is_some_and(|peer| {
                 peer.transitions.iter().rev().any(|t| {
-                    t.to == "SYN_SENT" && (reset.time() - t.time).abs() < TimeDelta::seconds(2)
+                    t.to() == "SYN_SENT" && (reset.time() - t.time).abs() < TimeDelta::seconds(2)
                 })
             });
         if !connecting && !stale {

@@ -65,9 +65,9 @@ fn backend_gone(
     let new = spells
         .iter()
         .find(|s| s.closed_at.is_none())
-        .and_then(|s| s.owner.clone());
+        .and_then(|s| s.owner.as_deref().cloned());
     Some(Gone {
-        old: closed.owner.clone(),
+        old: closed.owner.as_deref().cloned(),
         stopped_ms_ago: closed
             .closed_at
             .map(|t| (now - t).num_milliseconds().max(0) as u64),
@@ -103,7 +103,7 @@ fn server_side(ctx: &Ctx, reset: &Reset) -> Option<Draft> {
     let closer = history
         .and_then(|h| h.first_close.as_ref())
         .filter(|c| c.by_local)
-        .and_then(|c| c.owner.clone())
+        .and_then(|c| c.owner.as_deref().cloned())
         .or_else(|| reset.event.owner.clone())?;
     let port = reset.id.local.port();
     let since = history.and_then(|h| h.established_at);
@@ -115,7 +115,10 @@ fn server_side(ctx: &Ctx, reset: &Reset) -> Option<Draft> {
         reset.time(),
         since,
     )?;
-    let client = ctx.history.peer(&reset.id).and_then(|h| h.owner.clone());
+    let client = ctx
+        .history
+        .peer(&reset.id)
+        .and_then(|h| h.owner.as_deref().cloned());
     let mut draft = reset.draft(
         Cause::StalePooledConnection,
         reset.confidence,

@@ -58,7 +58,7 @@ impl Rule for StrayAckToListener {
         draft.finding.port = Some(port);
         if let Some(ending) = &ending {
             if draft.finding.owner.is_none() {
-                draft.finding.owner = flow.and_then(|f| f.owner.clone());
+                draft.finding.owner = flow.and_then(|f| f.owner.as_deref().cloned());
             }
             draft.finding.add(
                 "closed_ms_before",

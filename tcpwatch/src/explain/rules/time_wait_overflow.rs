@@ -66,7 +66,7 @@ impl Rule for TimeWaitOverflow {
             format!("time_wait_overflow:{netns}:resets"),
         );
         if let Some(c) = ended {
-            draft.finding.owner = c.closer.clone();
+            draft.finding.owner = c.closer.as_deref().cloned();
         }
         Some(draft)
     }
@@ -104,7 +104,7 @@ impl Rule for TimeWaitOverflow {
             let pid = c.closer.as_ref().map_or(0, |p| p.pid);
             let entry = pairs
                 .entry((pid, c.id.remote.to_string()))
-                .or_insert((Vec::new(), c.closer.clone()));
+                .or_insert((Vec::new(), c.closer.as_deref().cloned()));
             entry.0.push(c.lifetime_ms);
         }
         let top = pairs
