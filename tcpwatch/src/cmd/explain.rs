@@ -4,7 +4,7 @@
 
 use std::{
     fs::File,
-    io::{self, BufRead, BufReader, ErrorKind},
+    io::{self, BufRead, BufReader, ErrorKind, Write},
 };
 
 use anyhow::{Context as _, anyhow};
@@ -101,25 +101,32 @@ pub fn run(args: &ExplainCmdArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// What a replay read.
 #[derive(Default)]
-struct Replay {
-    events: u64,
-    samples: u64,
-    findings: u64,
+pub struct Replay {
+    /// Events fed to the engine.
+    pub events: u64,
+    /// Samples fed to the engine.
+    pub samples: u64,
+    /// Findings printed.
+    pub findings: u64,
     /// Findings and summaries in the recording (derived again, not copied).
-    earlier: u64,
+    pub earlier: u64,
     /// Events the kernel summarised during storms (in `aggregate` records,
-    /// shown as they are: they cannot be replayed one by one).
-    summarised: u64,
-    skipped: u64,
+    /// shown as they are and explained per summary).
+    pub summarised: u64,
+    /// Lines that are not tcpwatch records.
+    pub skipped: u64,
 }
 
-/// Feeds every record of `input` to the engine. A line that is not JSON is an
-/// error naming the line; JSON that is not an event or sample is skipped.
-fn replay(
-    mut input: Box<dyn BufRead>,
+/// Feeds every record of `input` to the engine and prints the findings to
+/// `output`. A line that is not JSON, or a record that does not match its
+/// type, is an `InvalidData` error naming the line; JSON that is not a
+/// tcpwatch record is skipped.
+pub fn replay<R: BufRead, W: Write>(
+    mut input: R,
     engine: &mut Engine,
-    output: &mut Output<io::Stdout>,
+    output: &mut Output<W>,
     stats: &mut Replay,
     name: &str,
 ) -> io::Result<()> {
