@@ -1,6 +1,8 @@
 //! A running trace: drains the ring buffer, turns records into events, feeds
-//! them and the namespace samples to the explanation engine, prints events and
-//! findings, and stops on a signal, `--duration` or `--count`.
+//! them and the namespace samples to the explanation engine, hands events and
+//! findings to a [`Sink`], and stops on a signal, `--duration` or `--count`.
+//! `trace` runs one session to its end; the daemon runs it again after each
+//! SIGHUP (the kernel programs and the ring buffer stay, so nothing is lost).
 
 use std::{
     collections::HashMap,
@@ -25,7 +27,7 @@ use crate::{
         reader::Reader,
     },
     explain::{engine::Engine, finding::FindingRecord},
-    sinks::output::Output,
+    sinks::sink::{Progress, Sink},
 };
 
 /// Records handled per wake-up before other work (signals, timers) gets a turn.
@@ -35,10 +37,11 @@ const TICK: Duration = Duration::from_millis(200);
 /// At most one sampler hint per namespace per this interval.
 const HINT_EVERY: Duration = Duration::from_secs(1);
 
-/// SIGINT and SIGTERM, caught.
+/// SIGINT and SIGTERM (and, for the daemon, SIGHUP), caught.
 pub struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
+    hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -47,7 +50,26 @@ impl Signals {
         Ok(Self {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
+            hangup: None,
         })
+    }
+
+    /// Installs the handlers, SIGHUP included: it ends [`Session::run`] with
+    /// [`Stop::Reload`].
+    pub fn install_with_hangup() -> io::Result<Self> {
+        Ok(Self {
+            hangup: Some(signal(SignalKind::hangup())?),
+            ..Self::install()?
+        })
+    }
+}
+
+async fn hangup(hangup: &mut Option<tokio::signal::unix::Signal>) {
+    match hangup {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -64,6 +86,8 @@ pub enum Stop {
     Count,
     /// stdout was closed.
     OutputClosed,
+    /// SIGHUP: not an end; the caller reloads and runs the session again.
+    Reload,
 }
 
 /// One thing to print.
@@ -74,9 +98,9 @@ enum Item {
 }
 
 /// The session.
-pub struct Session {
+pub struct Session<S: Sink> {
     converter: Converter,
-    output: Output<io::Stdout>,
+    output: S,
     decode: DecodeStats,
     shown: [u64; 3],
     findings: u64,
@@ -88,12 +112,12 @@ pub struct Session {
     batch: Vec<Item>,
 }
 
-impl Session {
+impl<S: Sink> Session<S> {
     /// A session printing events of `display` kinds (at most `limit`), with
     /// explanations when `engine` is given.
     pub fn new(
         converter: Converter,
-        output: Output<io::Stdout>,
+        output: S,
         display: Vec<Kind>,
         limit: Option<u64>,
         engine: Option<Engine>,
@@ -114,17 +138,28 @@ impl Session {
         }
     }
 
-    /// Runs until a stop; then prints what the kernel already submitted and
-    /// what the engine still holds. `samples` come from the sampler.
+    /// The sink.
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.output
+    }
+
+    /// The explanation engine, when explaining.
+    pub fn engine_mut(&mut self) -> Option<&mut Engine> {
+        self.engine.as_mut()
+    }
+
+    /// Runs until a stop; then, unless it is a [`Stop::Reload`], hands on what
+    /// the kernel already submitted and what the engine still holds. `samples`
+    /// come from the sampler (`None` once it ended).
     pub async fn run(
         &mut self,
         reader: &mut Reader,
-        samples: Option<Samples>,
+        samples: &mut Option<Samples>,
         signals: &mut Signals,
         duration: Option<Duration>,
     ) -> io::Result<Stop> {
         let mut stop = self.pump(reader, samples, signals, duration).await?;
-        if !matches!(stop, Stop::Count | Stop::OutputClosed) {
+        if !matches!(stop, Stop::Count | Stop::OutputClosed | Stop::Reload) {
             reader.drain_now(|bytes| self.take(bytes));
             if let Some(engine) = &mut self.engine {
                 let findings = engine.finish();
@@ -141,7 +176,7 @@ impl Session {
     async fn pump(
         &mut self,
         reader: &mut Reader,
-        mut samples: Option<Samples>,
+        samples: &mut Option<Samples>,
         signals: &mut Signals,
         duration: Option<Duration>,
     ) -> io::Result<Stop> {
@@ -154,12 +189,13 @@ impl Session {
             tokio::select! {
                 _ = signals.interrupt.recv() => return Ok(Stop::Interrupt),
                 _ = signals.terminate.recv() => return Ok(Stop::Terminate),
+                () = hangup(&mut signals.hangup) => return Ok(Stop::Reload),
                 () = &mut deadline, if duration.is_some() => return Ok(Stop::Duration),
                 read = reader.drain(BATCH, |bytes| self.take(bytes)) => { read?; }
-                sample = recv_sample(&mut samples), if sampling => {
+                sample = recv_sample(samples), if sampling => {
                     match sample {
                         Some(sample) => self.sample(sample),
-                        None => samples = None,
+                        None => *samples = None,
                     }
                 }
                 _ = tick.tick(), if self.engine.is_some() => {
@@ -256,6 +292,10 @@ impl Session {
         {
             stop = Some(Stop::Count);
         }
+        self.output.progress(&Progress {
+            decode: self.decode,
+            evicted_flows: self.engine.as_ref().map_or(0, Engine::evicted_flows),
+        });
         match self.output.flush() {
             Ok(()) => Ok(stop),
             Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(Some(Stop::OutputClosed)),
@@ -287,6 +327,7 @@ impl Session {
             Stop::Duration => "duration reached",
             Stop::Count => "count reached",
             Stop::OutputClosed => "output closed",
+            Stop::Reload => "reloading",
         };
         let [state, sent, received] = self.shown;
         let findings = match &self.engine {

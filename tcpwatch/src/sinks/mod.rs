@@ -1,4 +1,5 @@
 //! Output formats.
 pub mod finding_block;
 pub mod output;
+pub mod sink;
 pub mod terminal;

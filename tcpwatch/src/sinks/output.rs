@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use bytes::{BufMut, BytesMut};
 
-use super::{finding_block, terminal};
+use super::{finding_block, sink::Sink, terminal};
 use crate::{
     context::sample::SampleRecord, events::model::EventRecord, explain::finding::FindingRecord,
 };
@@ -99,5 +99,27 @@ impl<W: Write> Output<W> {
             self.buffer.clear();
         }
         self.out.flush()
+    }
+}
+
+impl<W: Write> Sink for Output<W> {
+    fn event(&mut self, event: &EventRecord) -> io::Result<()> {
+        Output::event(self, event)
+    }
+
+    fn finding(&mut self, finding: &FindingRecord) -> io::Result<()> {
+        Output::finding(self, finding)
+    }
+
+    fn sample(&mut self, sample: &SampleRecord) -> io::Result<()> {
+        Output::sample(self, sample)
+    }
+
+    fn summary(&mut self, text: &str, json: &serde_json::Value) -> io::Result<()> {
+        Output::summary(self, text, json)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Output::flush(self)
     }
 }
