@@ -6,7 +6,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use tcpwatch_common::limits;
 
-use crate::filters::{self, Kinds, Prefix};
+use crate::{
+    filters::{self, Kinds, Prefix},
+    selection::{self, CgroupMatch, Selection},
+};
 
 /// tcpwatch: who reset this TCP connection, and why.
 ///
@@ -43,6 +46,35 @@ pub enum Command {
     /// Explain a recording (`tcpwatch trace --json --kind all > FILE`) later or
     /// elsewhere: replay it through the rules and print the findings.
     Explain(ExplainCmdArgs),
+}
+
+/// Where the processes run, decided in user space from their cgroup; shared by
+/// `trace` and `query`.
+#[derive(Debug, Args)]
+pub struct PlacementArgs {
+    /// Only events and findings whose owner (or listener, or peer) runs in this
+    /// systemd unit (`nginx` means `nginx.service`). Repeatable.
+    #[arg(long, value_name = "UNIT", value_parser = selection::parse_unit)]
+    pub unit: Vec<String>,
+    /// ...in this cgroup: an id (as in `cgroup_id`) or a path such as
+    /// /system.slice/nginx.service (and below). Repeatable.
+    #[arg(long, value_name = "ID|PATH", value_parser = CgroupMatch::parse)]
+    pub cgroup: Vec<CgroupMatch>,
+    /// ...in this container: its id or a prefix of it. Repeatable.
+    #[arg(long, value_name = "ID", value_parser = selection::parse_container)]
+    pub container: Vec<String>,
+}
+
+impl PlacementArgs {
+    /// The selection these options make.
+    pub fn selection(&self) -> Selection {
+        Selection {
+            units: self.unit.clone(),
+            cgroups: self.cgroup.clone(),
+            containers: self.container.clone(),
+            ..Selection::default()
+        }
+    }
 }
 
 /// Tuning of the explanations, shared by `trace` and `explain`.
@@ -130,6 +162,9 @@ pub struct TraceArgs {
     /// Repeatable.
     #[arg(long, value_name = "NETNS", value_parser = filters::parse_netns)]
     pub netns: Vec<u32>,
+    /// Units, cgroups, containers.
+    #[command(flatten)]
+    pub placement: PlacementArgs,
     /// Stop after this long (e.g. 30s, 5m).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,

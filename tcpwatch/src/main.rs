@@ -28,6 +28,7 @@ mod explain;
 mod filters;
 mod privileges;
 mod probes;
+mod selection;
 mod sinks;
 
 use std::{io::IsTerminal as _, process::ExitCode};

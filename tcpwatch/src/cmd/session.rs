@@ -15,6 +15,7 @@ use tcpwatch_common::counters::Counter;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
+    attrib::cgroup::Cgroups,
     context::{
         sample::SampleRecord,
         sampler::{Hint, Hints, Samples},
@@ -27,6 +28,7 @@ use crate::{
         reader::Reader,
     },
     explain::{engine::Engine, finding::FindingRecord},
+    selection::Selection,
     sinks::sink::{Progress, Sink},
 };
 
@@ -109,6 +111,8 @@ pub struct Session<S: Sink> {
     engine: Option<Engine>,
     hints: Option<Hints>,
     hinted: HashMap<u32, Instant>,
+    cgroups: Cgroups,
+    selection: Selection,
     batch: Vec<Item>,
 }
 
@@ -134,8 +138,17 @@ impl<S: Sink> Session<S> {
             engine,
             hints,
             hinted: HashMap::new(),
+            cgroups: Cgroups::new(),
+            selection: Selection::default(),
             batch: Vec::with_capacity(256),
         }
+    }
+
+    /// Hands on only the events and findings `selection` selects (causes
+    /// aside; the engine still sees everything).
+    pub fn with_selection(mut self, selection: Selection) -> Self {
+        self.selection = selection;
+        self
     }
 
     /// The sink.
@@ -213,10 +226,11 @@ impl<S: Sink> Session<S> {
 
     /// Decodes one ring-buffer record, explains it, queues what to print.
     pub fn take(&mut self, bytes: &[u8]) {
-        let record = match decode(bytes) {
+        let mut record = match decode(bytes) {
             Ok(raw) => self.converter.convert(&raw),
             Err(e) => return self.decode.count(e),
         };
+        self.cgroups.annotate_event(&mut record);
         self.hint(&record);
         if let Some(engine) = &mut self.engine {
             let findings = engine.event(&record);
@@ -230,7 +244,16 @@ impl<S: Sink> Session<S> {
         }
     }
 
-    fn sample(&mut self, sample: SampleRecord) {
+    fn sample(&mut self, mut sample: SampleRecord) {
+        let owners = sample.listeners.iter_mut().filter_map(|l| l.owner.as_mut());
+        for owner in owners.chain(
+            sample
+                .close_wait
+                .iter_mut()
+                .filter_map(|c| c.owner.as_mut()),
+        ) {
+            self.cgroups.annotate(owner);
+        }
         if let Some(engine) = &mut self.engine {
             let findings = engine.sample(&sample);
             self.batch.push(Item::Sample(Box::new(sample)));
@@ -268,6 +291,8 @@ impl<S: Sink> Session<S> {
         let mut stop = None;
         for item in std::mem::take(&mut self.batch) {
             match item {
+                Item::Event(record) if !self.selection.event(&record) => {}
+                Item::Finding(finding) if !self.selection.finding(&finding) => {}
                 Item::Event(record) => {
                     if self
                         .limit

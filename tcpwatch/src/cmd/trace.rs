@@ -73,7 +73,8 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
         args.count,
         engine,
         hints,
-    );
+    )
+    .with_selection(args.placement.selection());
     let mut reader = crate::events::reader::Reader::new(&mut pipeline.ebpf).or_runtime()?;
     let tracing_since = Instant::now();
     let stop = session

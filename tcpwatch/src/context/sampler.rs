@@ -374,6 +374,9 @@ fn describe(pid: u32) -> Option<Process> {
         cgroup_id: owner.cgroup_id,
         source: Some("census".into()),
         closed_ms_before: None,
+        cgroup: None,
+        unit: None,
+        container: None,
     })
 }
 
