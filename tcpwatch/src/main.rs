@@ -21,6 +21,7 @@
 mod attrib;
 mod cli;
 mod cmd;
+mod config;
 mod context;
 mod events;
 mod exit;

@@ -6,14 +6,13 @@
 use std::{os::unix::fs::MetadataExt, path::PathBuf, time::Duration, time::Instant};
 
 use anyhow::{Context as _, anyhow};
-use tcpwatch_common::event::EventKind;
 use tokio::io::unix::AsyncFd;
 use tracing::{info, warn};
 
 use crate::{
     attrib::{census, seed},
     context::sampler::{self, Hints, Samples},
-    events::{clock::Clock, model::Kind},
+    events::clock::Clock,
     exit::{Failure, OrExit},
     filters::Filters,
     privileges,
@@ -194,13 +193,4 @@ pub fn home_netns() -> u32 {
     std::fs::metadata("/proc/self/ns/net")
         .map(|m| m.ino() as u32)
         .unwrap_or(0)
-}
-
-/// The public kind of a kernel event kind.
-pub fn model_kind(kind: EventKind) -> Kind {
-    match kind {
-        EventKind::State => Kind::State,
-        EventKind::ResetSent => Kind::ResetSent,
-        EventKind::ResetReceived => Kind::ResetReceived,
-    }
 }

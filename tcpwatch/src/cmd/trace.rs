@@ -5,7 +5,7 @@ use std::{io, time::Instant};
 use tcpwatch_common::event::EventKind;
 
 use super::{
-    pipeline::{self, Options, home_netns, model_kind},
+    pipeline::{self, Options, home_netns},
     session::{Session, Signals},
 };
 use crate::{
@@ -55,7 +55,7 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
     } else {
         Format::Text
     };
-    let display: Vec<Kind> = args.kind.0.iter().map(|k| model_kind(*k)).collect();
+    let display: Vec<Kind> = args.kind.0.iter().map(|k| Kind::from_wire(*k)).collect();
     let (engine, hints, mut samples) = if explain {
         let (hints, samples) = pipeline.sampler(args.sample_interval, &args.netns)?;
         (

@@ -21,6 +21,16 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind of a kernel record.
+    pub fn from_wire(kind: tcpwatch_common::event::EventKind) -> Self {
+        use tcpwatch_common::event::EventKind;
+        match kind {
+            EventKind::State => Self::State,
+            EventKind::ResetSent => Self::ResetSent,
+            EventKind::ResetReceived => Self::ResetReceived,
+        }
+    }
+
     /// The JSON name.
     pub fn as_str(self) -> &'static str {
         match self {
