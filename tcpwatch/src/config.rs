@@ -93,6 +93,9 @@ pub struct KernelConfig {
     pub owner_grace: Dur,
     /// Take the start-up census of existing sockets.
     pub census: bool,
+    /// Only these network namespaces (inodes, or paths such as
+    /// `/run/netns/NAME`); empty for all.
+    pub netns: Vec<String>,
 }
 
 impl Default for KernelConfig {
@@ -103,6 +106,7 @@ impl Default for KernelConfig {
             max_sockets: limits::SOCKET_OWNERS,
             owner_grace: Dur(Duration::from_secs(120)),
             census: true,
+            netns: Vec::new(),
         }
     }
 }
@@ -342,6 +346,21 @@ impl Config {
                 format!("{} is not in 1024..=16777216", self.kernel.max_sockets),
             ));
         }
+        if self.kernel.netns.len() > limits::FILTER_NETNS {
+            return Err((
+                "kernel.netns",
+                format!("at most {} namespaces", limits::FILTER_NETNS),
+            ));
+        }
+        if let Some(Err(e)) = self
+            .kernel
+            .netns
+            .iter()
+            .map(|ns| filters::parse_netns(ns))
+            .find(Result::is_err)
+        {
+            return Err(("kernel.netns", e));
+        }
         if !self.kernel.btf.is_absolute() {
             return Err(("kernel.btf", "must be an absolute path".into()));
         }
@@ -411,6 +430,7 @@ impl Config {
             ("kernel.max_sockets", a.max_sockets != b.max_sockets),
             ("kernel.owner_grace", a.owner_grace != b.owner_grace),
             ("kernel.census", a.census != b.census),
+            ("kernel.netns", a.netns != b.netns),
             (
                 "explain.sample_interval",
                 self.explain.sample_interval != new.explain.sample_interval,
@@ -419,6 +439,15 @@ impl Config {
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
         .collect()
+    }
+
+    /// The inodes of `kernel.netns` (validated on load).
+    pub fn netns(&self) -> Vec<u32> {
+        self.kernel
+            .netns
+            .iter()
+            .filter_map(|ns| filters::parse_netns(ns).ok())
+            .collect()
     }
 
     /// `new` with the running values of the keys a reload cannot change.
@@ -508,9 +537,9 @@ impl Serialize for Size {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let v = self.0;
         let text = match v {
-            _ if v >= 1 << 30 && v % (1 << 30) == 0 => format!("{}GiB", v >> 30),
-            _ if v >= 1 << 20 && v % (1 << 20) == 0 => format!("{}MiB", v >> 20),
-            _ if v >= 1 << 10 && v % (1 << 10) == 0 => format!("{}KiB", v >> 10),
+            _ if v >= 1 << 30 && v.is_multiple_of(1 << 30) => format!("{}GiB", v >> 30),
+            _ if v >= 1 << 20 && v.is_multiple_of(1 << 20) => format!("{}MiB", v >> 20),
+            _ if v >= 1 << 10 && v.is_multiple_of(1 << 10) => format!("{}KiB", v >> 10),
             _ => return s.serialize_u64(v),
         };
         s.serialize_str(&text)

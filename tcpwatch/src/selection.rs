@@ -96,11 +96,6 @@ pub struct Selection {
 }
 
 impl Selection {
-    /// True when it selects everything.
-    pub fn is_empty(&self) -> bool {
-        self == &Self::default()
-    }
-
     /// Whether an event is selected, causes aside (see [`Self::event_of`]).
     pub fn event(&self, event: &EventRecord) -> bool {
         self.flow_ports(Some(&event.flow), None)

@@ -168,7 +168,7 @@ impl Cgroups {
         let root = self.root.clone()?;
         let path = process_path(pid)
             .filter(|path| id_of(&root, path) == Some(id))
-            .or_else(|| self.from_tree(&root, id));
+            .or_else(|| self.lookup_tree(&root, id));
         let placement = path.map(|p| Arc::new(Placement::from_path(&p)));
         self.cache.put(
             id,
@@ -200,7 +200,7 @@ impl Cgroups {
         self.annotate(&mut event.actor);
     }
 
-    fn from_tree(&mut self, root: &Path, id: u64) -> Option<String> {
+    fn lookup_tree(&mut self, root: &Path, id: u64) -> Option<String> {
         if let Some(path) = self.tree.get(&id) {
             return Some(path.clone());
         }

@@ -103,6 +103,14 @@ impl Engine {
         }
     }
 
+    /// Changes the thresholds (the capacity of the flow history stays).
+    pub fn set_thresholds(&mut self, thresholds: Thresholds) {
+        self.thresholds = Thresholds {
+            max_flows: self.thresholds.max_flows,
+            ..thresholds
+        };
+    }
+
     /// Flow histories evicted because the table was full.
     pub fn evicted_flows(&self) -> u64 {
         self.history.evicted

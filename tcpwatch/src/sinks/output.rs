@@ -92,6 +92,11 @@ impl<W: Write> Output<W> {
         Ok(())
     }
 
+    /// The stream written to.
+    pub fn inner(&self) -> &W {
+        &self.out
+    }
+
     /// Writes the batch out.
     pub fn flush(&mut self) -> io::Result<()> {
         if !self.buffer.is_empty() {
