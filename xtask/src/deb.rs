@@ -1,7 +1,9 @@
 //! `cargo xtask deb`: the Debian package. Builds the release binary, has it
 //! write its man pages and shell completions into `target/deb-assets`, then
 //! runs cargo-deb (installed by `cargo xtask setup`) with the metadata in
-//! `tcpwatch/Cargo.toml`. Prints the path of the `.deb`.
+//! `tcpwatch/Cargo.toml`. Prints the path of the `.deb`. With `--debug` the
+//! package holds the stripped debug build instead (the `debug-build` variant:
+//! same files otherwise), which is what CI's service test installs.
 
 use std::{
     fs,
@@ -23,6 +25,9 @@ pub struct Args {
         default_value = "/opt/tcpwatch-toolchain"
     )]
     pub prefix: PathBuf,
+    /// Package the debug build (stripped) instead of a release build.
+    #[arg(long)]
+    pub debug: bool,
 }
 
 /// The workspace root (xtask's parent).
@@ -36,14 +41,28 @@ pub fn workspace() -> PathBuf {
 pub fn run(args: &Args) -> Result<PathBuf> {
     let root = workspace();
     let target = root.join("target");
-    run_cmd(
-        Command::new("cargo")
-            .args(["build", "--release", "--package", "tcpwatch"])
-            .current_dir(&root),
-    )?;
-    let binary = target.join("release/tcpwatch");
+    let mut build = Command::new("cargo");
+    build
+        .args(["build", "--package", "tcpwatch"])
+        .current_dir(&root);
+    if !args.debug {
+        build.arg("--release");
+    }
+    run_cmd(&mut build)?;
+    let binary = target
+        .join(if args.debug { "debug" } else { "release" })
+        .join("tcpwatch");
     let assets = target.join("deb-assets");
     let _ = fs::remove_dir_all(&assets);
+    if args.debug {
+        fs::create_dir_all(&assets)?;
+        run_cmd(
+            Command::new("objcopy")
+                .arg("--strip-debug")
+                .arg(&binary)
+                .arg(assets.join("tcpwatch")),
+        )?;
+    }
     let completions = assets.join("completions");
     fs::create_dir_all(&completions)
         .with_context(|| format!("creating {}", completions.display()))?;
@@ -79,10 +98,15 @@ pub fn run(args: &Args) -> Result<PathBuf> {
     }
     let out_dir = target.join("debian");
     let _ = fs::remove_dir_all(&out_dir);
-    let output = Command::new(&cargo_deb)
+    let mut command = Command::new(&cargo_deb);
+    command
         .args(["--no-build", "--package", "tcpwatch", "--output"])
         .arg(&out_dir)
-        .current_dir(&root)
+        .current_dir(&root);
+    if args.debug {
+        command.arg("--variant=debug-build");
+    }
+    let output = command
         .output()
         .with_context(|| format!("running {}", cargo_deb.display()))?;
     if !output.status.success() {

@@ -2,11 +2,12 @@
 //!
 //! 1. `systemd-analyze security --offline=yes` on `deploy/systemd/tcpwatch.service`
 //!    must score at most [`MAX_EXPOSURE`].
-//! 2. The .deb is built (`cargo xtask deb`).
+//! 2. The .deb is built (`cargo xtask deb`; `--debug` unless `--release`).
 //! 3. A minimal Debian bookworm root with systemd (debootstrap, cached under
 //!    `--cache`) boots in `systemd-nspawn --boot`, with a private network, a
-//!    throw-away overlay over the cached root, and CAP_BPF/CAP_PERFMON in its
-//!    bounding set.
+//!    throw-away overlay over the cached root, CAP_BPF/CAP_PERFMON in its
+//!    bounding set and bpf()/perf_event_open() allowed by nspawn's seccomp
+//!    filter; tracefs is mounted inside as a host's systemd mounts it.
 //! 4. Inside: `dpkg -i` the package (its postinst enables and starts the unit);
 //!    the unit must be active (Type=notify: only after READY=1) with its status
 //!    line; a connection to a closed port from a transient unit must give a
@@ -57,6 +58,10 @@ pub struct Args {
         default_value = "http://deb.debian.org/debian"
     )]
     mirror: String,
+    /// Install the release build (default: the debug build, already built by
+    /// `cargo test`, in the same package).
+    #[arg(long)]
+    release: bool,
 }
 
 fn step(started: Instant, what: &str) {
@@ -83,6 +88,7 @@ pub fn run(args: &Args) -> Result<()> {
 
     let package = deb::run(&deb::Args {
         prefix: args.prefix.clone(),
+        debug: !args.release,
     })?;
     step(started, &format!("built {}", package.display()));
     let root = rootfs(&args.cache, &args.mirror)?;
@@ -92,6 +98,10 @@ pub fn run(args: &Args) -> Result<()> {
     let container = Container::boot(&root, &package, &log.join("nspawn.log"))?;
     container.wait_running(Duration::from_secs(90))?;
     step(started, "container booted (systemd is PID 1 and running)");
+    // nspawn gives the container no tracefs. Mount it as a host's sys-kernel-tracing.mount
+    // does: on top of /sys/kernel, where the unit's namespace (ProtectKernelTunables) keeps it.
+    container
+        .sh("mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing")?;
 
     let name = package
         .file_name()
@@ -119,7 +129,7 @@ pub fn run(args: &Args) -> Result<()> {
 
     // A client in its own unit connects to a closed port: a reset with no socket.
     container.sh(
-        "systemd-run --quiet --wait --unit=tcpwatch-victim -p Type=exec /bin/bash -c 'exec 3<>/dev/tcp/127.0.0.1/9' || true",
+        "systemd-run --quiet --wait --unit=tcpwatch-victim -p Type=exec /bin/bash -c '(exec 3<>/dev/tcp/127.0.0.1/9) 2>/dev/null; sleep 1'",
     )?;
     let journal = container.poll(
         "journalctl --no-pager -o verbose TCPWATCH_CAUSE=no_listener",
@@ -312,6 +322,8 @@ impl Container {
                 "--volatile=overlay",
                 "--private-network",
                 "--capability=CAP_BPF,CAP_PERFMON",
+                // nspawn's own seccomp filter denies these to the container by default.
+                "--system-call-filter=bpf perf_event_open",
             ])
             .arg(format!("--machine=tcpwatch-test-{}", std::process::id()))
             .arg("--directory")

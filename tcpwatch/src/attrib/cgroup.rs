@@ -5,8 +5,9 @@
 //! number of its cgroup directory. [`Cgroups`] turns ids into paths: first
 //! through `/proc/PID/cgroup` (checked against the id, since the process may
 //! have moved, exited, or be another one in a different pid namespace), then
-//! through a walk of the cgroup tree, taken at most every few seconds and
-//! bounded. Results are cached (bounded, least recently used out); an id that
+//! through the last walk of the cgroup tree, and a new walk (bounded, at most
+//! one per [`WALK_EVERY`]) when that does not know the id. A cgroup removed before its first event is read (a unit that
+//! lived for milliseconds) cannot be named. Results are cached (bounded, least recently used out); an id that
 //! resolves to nothing is retried after a while.
 //!
 //! From the path:
@@ -44,8 +45,10 @@ const UNIT_SUFFIXES: [&str; 5] = [".service", ".scope", ".socket", ".mount", ".s
 const CACHE: usize = 4096;
 /// Directories read in one walk of the tree at most.
 const MAX_WALK: usize = 65_536;
-/// At most one walk per this interval.
-const WALK_EVERY: Duration = Duration::from_secs(5);
+/// At most one walk per this interval. A lookup that finds the last walk too
+/// recent is not remembered as a miss: the next event tries again. An id that a
+/// fresh walk did not find is not looked for again before [`RETRY_AFTER`].
+const WALK_EVERY: Duration = Duration::from_millis(50);
 /// An id that resolved to nothing is tried again after this long.
 const RETRY_AFTER: Duration = Duration::from_secs(30);
 
@@ -166,9 +169,14 @@ impl Cgroups {
             return entry.placement.clone();
         }
         let root = self.root.clone()?;
-        let path = process_path(pid)
-            .filter(|path| id_of(&root, path) == Some(id))
-            .or_else(|| self.lookup_tree(&root, id));
+        let path = match process_path(pid).filter(|path| id_of(&root, path) == Some(id)) {
+            Some(path) => Some(path),
+            None => match self.lookup_tree(&root, id) {
+                Lookup::Found(path) => Some(path),
+                Lookup::Missing => None,
+                Lookup::NotNow => return None,
+            },
+        };
         let placement = path.map(|p| Arc::new(Placement::from_path(&p)));
         self.cache.put(
             id,
@@ -200,17 +208,29 @@ impl Cgroups {
         self.annotate(&mut event.actor);
     }
 
-    fn lookup_tree(&mut self, root: &Path, id: u64) -> Option<String> {
+    fn lookup_tree(&mut self, root: &Path, id: u64) -> Lookup {
         if let Some(path) = self.tree.get(&id) {
-            return Some(path.clone());
+            return Lookup::Found(path.clone());
         }
         if self.walked.is_some_and(|t| t.elapsed() < WALK_EVERY) {
-            return None;
+            return Lookup::NotNow;
         }
         self.walked = Some(Instant::now());
         self.tree = walk(root);
-        self.tree.get(&id).cloned()
+        match self.tree.get(&id) {
+            Some(path) => Lookup::Found(path.clone()),
+            None => Lookup::Missing,
+        }
     }
+}
+
+/// What the tree says about an id.
+enum Lookup {
+    Found(String),
+    /// A fresh walk did not find it.
+    Missing,
+    /// The last walk is too recent to walk again.
+    NotNow,
 }
 
 /// Every cgroup directory under `root` (at most [`MAX_WALK`]), by id.
@@ -294,6 +314,18 @@ mod tests {
         assert_eq!(placement.unit.as_deref(), Some("web.service"));
         assert!(cgroups.resolve(u64::MAX, 0).is_none());
         assert!(cgroups.resolve(0, 0).is_none());
+        // A cgroup made after the last walk is found by the next one.
+        let later = dir.join("system.slice/later.service");
+        fs::create_dir_all(&later).unwrap();
+        let later_id = fs::metadata(&later).unwrap().ino();
+        std::thread::sleep(WALK_EVERY);
+        assert_eq!(
+            cgroups
+                .resolve(later_id, 0)
+                .and_then(|p| p.unit.clone())
+                .as_deref(),
+            Some("later.service")
+        );
         fs::remove_dir_all(&dir).unwrap();
         // Cached: still answers after the directory is gone.
         assert!(cgroups.resolve(id, 0).is_some());
