@@ -3,7 +3,10 @@
 //! `prometheus`) scrapes it while connections are refused and the
 //! configuration is reloaded (once with a bad file), checked through
 //! Prometheus's HTTP API; the flight recorder (`tcpwatch query`), the JSON
-//! Lines file and its rotation, and a clean stop that leaves no program loaded.
+//! Lines file and its rotation, TIME_WAIT sockets per listening port, program
+//! run time with `kernel.bpf_stats_enabled` (switched on for a moment and
+//! restored), a query from a non-root user refused, and a clean stop that
+//! leaves no program loaded.
 //!
 //! Needs root, BPF and tracefs like the kernel tests, and `prometheus` (which
 //! `cargo xtask setup` installs). Under systemd as PID 1 the unit itself is
@@ -16,7 +19,7 @@ use std::{
     collections::BTreeSet,
     fs,
     io::{BufRead, BufReader, Read, Write},
-    net::TcpStream,
+    net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
@@ -355,6 +358,7 @@ fn prometheus_reload_query_file_stop() {
     daemon.signal(Signal::SIGHUP);
     daemon.wait_for("reloaded", Duration::from_secs(10));
     client.join().expect("client");
+    let _listener = time_wait(5);
 
     // Prometheus sees every reset, nothing lost, the reloads counted.
     let n = n as f64;
@@ -384,6 +388,31 @@ fn prometheus_reload_query_file_stop() {
         Some(1.0)
     );
     assert_eq!(promql("sum(tcpwatch_file_dropped_bytes_total)"), Some(0.0));
+    wait_promql(
+        "sum(tcpwatch_port_sockets{port=\"8080\",state=\"TIME_WAIT\"})",
+        |v| v == 5.0,
+        Duration::from_secs(10),
+    );
+    {
+        let _stats = BpfStats::enable();
+        refuse(3);
+        wait_promql(
+            "tcpwatch_bpf_stats_enabled",
+            |v| v == 1.0,
+            Duration::from_secs(10),
+        );
+        wait_promql(
+            "sum(tcpwatch_program_runs_total)",
+            |v| v > 0.0,
+            Duration::from_secs(10),
+        );
+        wait_promql(
+            "sum(tcpwatch_program_run_seconds_total)",
+            |v| v > 0.0,
+            Duration::from_secs(10),
+        );
+    }
+    let n = n + 3.0;
     assert!(promql("tcpwatch_file_rotations_total").is_some_and(|v| v >= 1.0));
 
     // The flight recorder has every reset.
@@ -425,6 +454,21 @@ fn prometheus_reload_query_file_stop() {
     assert!(
         stdout.contains("reset_sent"),
         "the connection's events too: {stdout}"
+    );
+
+    // Only root (and the daemon's user) may ask.
+    let refused = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_tcpwatch"))
+        .args(["query", "--socket"])
+        .arg(&socket)
+        .output()
+        .expect("setpriv (util-linux)");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("permission denied: only root may query"),
+        "{stderr}"
     );
 
     // The file rotated and holds JSON Lines.
@@ -475,6 +519,40 @@ fn prometheus_reload_query_file_stop() {
         );
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Switches `kernel.bpf_stats_enabled` on, and back to what it was on drop.
+struct BpfStats(String);
+
+impl BpfStats {
+    const PATH: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+    fn enable() -> Self {
+        let before = fs::read_to_string(Self::PATH).expect("read bpf_stats_enabled");
+        fs::write(Self::PATH, "1").expect("enable bpf_stats");
+        Self(before.trim().to_owned())
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = fs::write(Self::PATH, &self.0);
+    }
+}
+
+/// `n` connections to a server on 127.0.0.1:8080 that closes first: `n`
+/// TIME_WAIT sockets on its listening port. Returns the listener (keep it open:
+/// the metric counts ports with a listener).
+fn time_wait(n: usize) -> TcpListener {
+    let listener = TcpListener::bind("127.0.0.1:8080").expect("bind 8080 in the private namespace");
+    for _ in 0..n {
+        let mut client = TcpStream::connect("127.0.0.1:8080").unwrap();
+        let (server, _) = listener.accept().unwrap();
+        drop(server);
+        let mut rest = Vec::new();
+        let _ = client.read_to_end(&mut rest);
+    }
+    listener
 }
 
 struct KillOnDrop(Child);

@@ -110,7 +110,7 @@ pub fn run(args: &Args) -> Result<()> {
     let install = container.sh(&format!("dpkg -i /mnt/deb/{name} 2>&1"))?;
     println!("{}", indent(&install));
     let show = container.sh(
-        "systemctl show tcpwatch -p ActiveState -p SubState -p Type -p StatusText -p MainPID -p User",
+        "systemctl show tcpwatch -p ActiveState -p SubState -p Type -p StatusText -p MainPID -p User -p WatchdogUSec -p WatchdogTimestampMonotonic",
     )?;
     println!("{}", indent(&show));
     ensure!(
@@ -122,9 +122,29 @@ pub fn run(args: &Args) -> Result<()> {
         show.contains("StatusText=tracing;"),
         "no READY status line:\n{show}"
     );
+    ensure!(
+        !show.contains("WatchdogTimestampMonotonic=0\n"),
+        "no watchdog keep-alive received:\n{show}"
+    );
+    let files = container.sh("dpkg -L tcpwatch")?;
+    for path in [
+        "/usr/bin/tcpwatch",
+        "/lib/systemd/system/tcpwatch.service",
+        "/etc/tcpwatch/config.toml",
+        "/usr/share/man/man1/tcpwatch-daemon.1.gz",
+        "/usr/share/bash-completion/completions/tcpwatch",
+        "/usr/share/zsh/vendor-completions/_tcpwatch",
+        "/usr/share/fish/vendor_completions.d/tcpwatch.fish",
+    ] {
+        let usr = format!("/usr{path}");
+        ensure!(
+            files.lines().any(|l| l == path || l == usr),
+            "{path} not in the package:\n{files}"
+        );
+    }
     step(
         started,
-        "installed; tcpwatch.service active (READY) with its status line",
+        "installed (binary, unit, config, man pages, completions); active (READY), status line, watchdog pinged",
     );
 
     // A client in its own unit connects to a closed port: a reset with no socket.
@@ -444,8 +464,13 @@ impl Drop for Container {
     }
 }
 
-/// A child process of `pid` (the container's init).
+/// The container's init: the child of `pid` (nspawn) that runs systemd.
 fn child_of(pid: u32) -> Option<u32> {
     let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-    children.split_whitespace().next()?.parse().ok()
+    children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<u32>().ok())
+        .find(|c| {
+            fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|comm| comm.trim() == "systemd")
+        })
 }

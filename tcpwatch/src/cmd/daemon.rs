@@ -205,7 +205,7 @@ impl Running {
         let endpoint = match &self.endpoint {
             Some(e) if config.metrics.enabled && e.addr == listen => None,
             _ if config.metrics.enabled => Some(
-                metrics_endpoint::serve(listen, metrics.registry())
+                metrics_endpoint::serve(listen, metrics.registry(), metrics.scrapes_refused())
                     .await
                     .map_err(|e| format!("metrics.listen: {listen}: {e}"))?,
             ),

@@ -1,7 +1,8 @@
 //! The HTTP endpoint Prometheus scrapes: `GET /metrics` answers the
 //! [`super::prometheus`] registry as OpenMetrics text. HTTP/1.1 only, at most
-//! [`MAX_CONNECTIONS`] connections at once (more are closed at once), headers
-//! within [`HEADER_TIMEOUT`]. Listens on loopback unless configured otherwise.
+//! [`MAX_CONNECTIONS`] connections at once (more are closed at once and
+//! counted), headers within [`HEADER_TIMEOUT`]. Listens on loopback unless
+//! configured otherwise.
 
 use std::{convert::Infallible, io, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -14,7 +15,7 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus_client::registry::Registry;
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
 use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
 use tracing::debug;
 
@@ -52,18 +53,23 @@ impl Drop for Endpoint {
     }
 }
 
-/// Binds `addr` and serves `registry` there.
-pub async fn serve(addr: SocketAddr, registry: Arc<Registry>) -> io::Result<Endpoint> {
+/// Binds `addr` and serves `registry` there; connections closed for want of a
+/// slot count in `refused`.
+pub async fn serve(
+    addr: SocketAddr,
+    registry: Arc<Registry>,
+    refused: Counter,
+) -> io::Result<Endpoint> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
-    let task = tokio::spawn(accept(listener, registry));
+    let task = tokio::spawn(accept(listener, registry, refused));
     Ok(Endpoint {
         addr,
         task: Some(task),
     })
 }
 
-async fn accept(listener: TcpListener, registry: Arc<Registry>) {
+async fn accept(listener: TcpListener, registry: Arc<Registry>, refused: Counter) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     loop {
@@ -71,6 +77,7 @@ async fn accept(listener: TcpListener, registry: Arc<Registry>) {
             accepted = listener.accept() => {
                 let Ok((stream, peer)) = accepted else { continue };
                 let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                    refused.inc();
                     debug!("metrics: refusing {peer}: {MAX_CONNECTIONS} connections open");
                     continue;
                 };

@@ -165,6 +165,7 @@ pub struct Metrics {
     recorder_dropped: Counter,
     reloads: Family<ResultLabel, Counter>,
     queries: Family<ResultLabel, Counter>,
+    scrapes_refused: Counter,
     seen: Seen,
 }
 
@@ -415,6 +416,12 @@ impl Metrics {
             "Queries on the unix socket, answered or refused.",
             queries.clone(),
         );
+        let scrapes_refused = Counter::default();
+        registry.register(
+            "tcpwatch_metrics_connections_refused",
+            "Connections to the metrics endpoint closed because too many were open.",
+            scrapes_refused.clone(),
+        );
         registry.register(
             "tcpwatch_build",
             "tcpwatch version.",
@@ -447,6 +454,7 @@ impl Metrics {
             recorder_dropped,
             reloads,
             queries,
+            scrapes_refused,
             seen: Seen::default(),
         }
     }
@@ -461,6 +469,11 @@ impl Metrics {
         self.resets.max = config.max_owner_series as usize;
         self.findings.max = config.max_owner_series as usize;
         self.max_port_series = config.max_port_series as usize;
+    }
+
+    /// The counter of refused metrics connections, for the endpoint.
+    pub fn scrapes_refused(&self) -> Counter {
+        self.scrapes_refused.clone()
     }
 
     /// Counts a reload.
