@@ -305,7 +305,7 @@ impl Metrics {
         let overflow: Family<MetricLabel, Counter> = Family::default();
         registry.register(
             "tcpwatch_metric_series_overflow",
-            "Observations counted under label value \"other\" because a metric reached its series cap.",
+            "Observations counted under label value \"other\" because a metric reached its series cap",
             overflow.clone(),
         );
         let owners = config.max_owner_series as usize;
@@ -319,7 +319,7 @@ impl Metrics {
         );
         registry.register(
             "tcpwatch_resets",
-            "TCP resets sent and received, by the kernel's reason and the owner of the socket (or the listener).",
+            "TCP resets sent and received, by the kernel's reason and the owner of the socket (or the listener)",
             resets.family.clone(),
         );
         let findings = Capped::new(
@@ -332,56 +332,56 @@ impl Metrics {
         );
         registry.register(
             "tcpwatch_findings",
-            "Explained resets and pile-ups, by cause and owner (repeats aggregated in one report are counted each).",
+            "Explained resets and pile-ups, by cause and owner (repeats aggregated in one report are counted each)",
             findings.family.clone(),
         );
         let transitions = Family::default();
         registry.register(
             "tcpwatch_state_transitions",
-            "TCP state transitions.",
+            "TCP state transitions",
             transitions.clone(),
         );
         let port_sockets = Family::default();
         registry.register(
             "tcpwatch_port_sockets",
-            "TIME_WAIT and CLOSE_WAIT sockets now, per listening port and network namespace (other ports: port=\"other\").",
+            "TIME_WAIT and CLOSE_WAIT sockets now, per listening port and network namespace (other ports: port=\"other\")",
             port_sockets.clone(),
         );
         let states = Family::default();
         registry.register(
             "tcpwatch_sockets",
-            "TCP sockets now, per state and network namespace (sampled namespaces only).",
+            "TCP sockets now, per state and network namespace (sampled namespaces only)",
             states.clone(),
         );
         let decode_errors = Family::default();
         registry.register(
             "tcpwatch_decode_errors",
-            "Ring-buffer records that did not decode, by error.",
+            "Ring-buffer records that did not decode, by error",
             decode_errors.clone(),
         );
         let evicted_flows = Counter::default();
         registry.register(
             "tcpwatch_flow_histories_evicted",
-            "Connection histories the explanation engine dropped because its table was full.",
+            "Connection histories the explanation engine dropped because its table was full",
             evicted_flows.clone(),
         );
         let file: [Counter; 4] = Default::default();
         for (counter, (name, help)) in file.iter().zip([
             (
                 "tcpwatch_file_written_bytes",
-                "Bytes written to the JSON Lines file.",
+                "Bytes written to the JSON Lines file",
             ),
             (
                 "tcpwatch_file_dropped_bytes",
-                "Bytes of records dropped because writing the JSON Lines file failed.",
+                "Bytes of records dropped because writing the JSON Lines file failed",
             ),
             (
                 "tcpwatch_file_rotations",
-                "Rotations of the JSON Lines file.",
+                "Rotations of the JSON Lines file",
             ),
             (
                 "tcpwatch_file_errors",
-                "Failed writes, opens or rotations of the JSON Lines file.",
+                "Failed writes, opens or rotations of the JSON Lines file",
             ),
         ]) {
             registry.register(name, help, counter.clone());
@@ -389,42 +389,42 @@ impl Metrics {
         let recorder_records = Family::default();
         registry.register(
             "tcpwatch_recorder_records",
-            "Records the flight recorder holds now, by type.",
+            "Records the flight recorder holds now, by type",
             recorder_records.clone(),
         );
         let recorder_memory = Gauge::default();
         registry.register(
             "tcpwatch_recorder_memory_bytes",
-            "Memory the flight recorder's records take (estimated).",
+            "Memory the flight recorder's records take (estimated)",
             recorder_memory.clone(),
         );
         let recorder_dropped = Counter::default();
         registry.register(
             "tcpwatch_recorder_dropped",
-            "Records the flight recorder dropped before their retention ended, for lack of memory.",
+            "Records the flight recorder dropped before their retention ended, for lack of memory",
             recorder_dropped.clone(),
         );
         let reloads = Family::default();
         registry.register(
             "tcpwatch_config_reloads",
-            "Configuration reloads (SIGHUP), applied or rejected.",
+            "Configuration reloads (SIGHUP), applied or rejected",
             reloads.clone(),
         );
         let queries = Family::default();
         registry.register(
             "tcpwatch_queries",
-            "Queries on the unix socket, answered or refused.",
+            "Queries on the unix socket, answered or refused",
             queries.clone(),
         );
         let scrapes_refused = Counter::default();
         registry.register(
             "tcpwatch_metrics_connections_refused",
-            "Connections to the metrics endpoint closed because too many were open.",
+            "Connections to the metrics endpoint closed because too many were open",
             scrapes_refused.clone(),
         );
         registry.register(
             "tcpwatch_build",
-            "tcpwatch version.",
+            "tcpwatch version",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
         let port_overflow = overflow
