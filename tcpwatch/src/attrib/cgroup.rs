@@ -5,8 +5,9 @@
 //! number of its cgroup directory. [`Cgroups`] turns ids into paths: first
 //! through `/proc/PID/cgroup` (checked against the id, since the process may
 //! have moved, exited, or be another one in a different pid namespace), then
-//! through the last walk of the cgroup tree, and a new walk (bounded, at most
-//! one per [`WALK_EVERY`]) when that does not know the id. A cgroup removed before its first event is read (a unit that
+//! through the last walk of the cgroup tree, and a new walk (bounded; at most
+//! [`WALKS_PER_SECOND`], in bursts of [`WALK_BURST`]) when that does not know
+//! the id. A cgroup removed before its first event is read (a unit that
 //! lived for milliseconds) cannot be named. Results are cached (bounded, least recently used out); an id that
 //! resolves to nothing is retried after a while.
 //!
@@ -45,10 +46,12 @@ const UNIT_SUFFIXES: [&str; 5] = [".service", ".scope", ".socket", ".mount", ".s
 const CACHE: usize = 4096;
 /// Directories read in one walk of the tree at most.
 const MAX_WALK: usize = 65_536;
-/// At most one walk per this interval. A lookup that finds the last walk too
-/// recent is not remembered as a miss: the next event tries again. An id that a
-/// fresh walk did not find is not looked for again before [`RETRY_AFTER`].
-const WALK_EVERY: Duration = Duration::from_millis(50);
+/// Walks of the tree per second at most, on average...
+const WALKS_PER_SECOND: f64 = 20.0;
+/// ...and at once. A lookup that finds no walk left is not remembered as a miss:
+/// the next event tries again. An id that a fresh walk did not find is not
+/// looked for again before [`RETRY_AFTER`].
+const WALK_BURST: f64 = 5.0;
 /// An id that resolved to nothing is tried again after this long.
 const RETRY_AFTER: Duration = Duration::from_secs(30);
 
@@ -132,7 +135,8 @@ pub struct Cgroups {
     root: Option<PathBuf>,
     cache: LruCache<u64, Entry>,
     tree: HashMap<u64, String>,
-    walked: Option<Instant>,
+    walks: f64,
+    refilled: Instant,
 }
 
 impl Default for Cgroups {
@@ -154,7 +158,8 @@ impl Cgroups {
             root,
             cache: LruCache::new(NonZeroUsize::new(CACHE).unwrap_or(NonZeroUsize::MIN)),
             tree: HashMap::new(),
-            walked: None,
+            walks: WALK_BURST,
+            refilled: Instant::now(),
         }
     }
 
@@ -212,10 +217,14 @@ impl Cgroups {
         if let Some(path) = self.tree.get(&id) {
             return Lookup::Found(path.clone());
         }
-        if self.walked.is_some_and(|t| t.elapsed() < WALK_EVERY) {
+        let now = Instant::now();
+        let earned = now.duration_since(self.refilled).as_secs_f64() * WALKS_PER_SECOND;
+        self.walks = (self.walks + earned).min(WALK_BURST);
+        self.refilled = now;
+        if self.walks < 1.0 {
             return Lookup::NotNow;
         }
-        self.walked = Some(Instant::now());
+        self.walks -= 1.0;
         self.tree = walk(root);
         match self.tree.get(&id) {
             Some(path) => Lookup::Found(path.clone()),
@@ -229,7 +238,7 @@ enum Lookup {
     Found(String),
     /// A fresh walk did not find it.
     Missing,
-    /// The last walk is too recent to walk again.
+    /// No walk left for now.
     NotNow,
 }
 
@@ -318,7 +327,6 @@ mod tests {
         let later = dir.join("system.slice/later.service");
         fs::create_dir_all(&later).unwrap();
         let later_id = fs::metadata(&later).unwrap().ino();
-        std::thread::sleep(WALK_EVERY);
         assert_eq!(
             cgroups
                 .resolve(later_id, 0)
