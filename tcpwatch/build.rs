@@ -1,5 +1,6 @@
 //! Builds the eBPF programs (`tcpwatch-ebpf`) for `bpfel-unknown-none` and puts
-//! the object in `OUT_DIR/tcpwatch-ebpf.o`, where `src/probes/attach.rs` embeds it.
+//! the object in `OUT_DIR/tcpwatch-ebpf.o`, where `src/probes/attach.rs` embeds it
+//! (and the benchmark floor in `OUT_DIR/tcpwatch-floor.o`, for `cargo xtask bench`).
 //!
 //! The eBPF crate needs a Rust toolchain with `-Z build-std=core` and bpf-linker.
 //! It is found, in order, from:
@@ -64,7 +65,7 @@ fn main() {
     let mut cmd = Command::new(&toolchain.cargo[0]);
     cmd.args(&toolchain.cargo[1..])
         .args(["build", "--release", "--target", "bpfel-unknown-none"])
-        .args(["-Z", "build-std=core", "--bin", "tcpwatch-ebpf"])
+        .args(["-Z", "build-std=core", "--bins"])
         .arg("--manifest-path")
         .arg(ebpf_dir.join("Cargo.toml"))
         .arg("--target-dir")
@@ -129,9 +130,13 @@ fn main() {
             toolchain.origin
         ));
     }
-    let object = target_dir.join("bpfel-unknown-none/release/tcpwatch-ebpf");
-    fs::copy(&object, out_dir.join("tcpwatch-ebpf.o"))
-        .unwrap_or_else(|e| fail(&format!("copying {}: {e}", object.display())));
+    // The programs, embedded by src/probes/attach.rs; and the benchmark floor,
+    // which `cargo xtask bench` finds here (not embedded).
+    for name in ["tcpwatch-ebpf", "tcpwatch-floor"] {
+        let object = target_dir.join("bpfel-unknown-none/release").join(name);
+        fs::copy(&object, out_dir.join(format!("{name}.o")))
+            .unwrap_or_else(|e| fail(&format!("copying {}: {e}", object.display())));
+    }
 }
 
 fn fail(message: &str) -> ! {

@@ -32,8 +32,9 @@ pub struct ProgramConfig {
     pub owner_grace_ns: u64,
     /// Output filters.
     pub filter: FilterConfig,
-    /// Explicit padding, always zero.
-    pub _pad2: u32,
+    /// Storm mode starts when the ring buffer holds this many unread bytes
+    /// (0: only when a write fails). See [`crate::storm`].
+    pub storm_high_water: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<ProgramConfig>() == 56 + 12 + 5 * 60 + 8 + 60 + 4);

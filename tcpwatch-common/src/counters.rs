@@ -28,14 +28,25 @@ pub enum Counter {
     /// Events on a full socket whose owner was not known (socket opened before
     /// start and missed by the census, or its entry evicted from a full owner map).
     Unattributed = 9,
+    /// State events counted in the kernel during a storm instead of written.
+    SummarisedState = 10,
+    /// Reset-sent events counted in the kernel during a storm.
+    SummarisedResetSent = 11,
+    /// Reset-received events counted in the kernel during a storm.
+    SummarisedResetReceived = 12,
+    /// Storm-mode events whose (kind, reason, owner, port) found no room in the
+    /// full aggregate map: counted only here.
+    SummaryOverflow = 13,
+    /// Times storm mode started.
+    Storms = 14,
 }
 
 impl Counter {
     /// Number of counters (size of the array).
-    pub const COUNT: u32 = 10;
+    pub const COUNT: u32 = 15;
 
     /// All counters, in index order.
-    pub const ALL: [Counter; 10] = [
+    pub const ALL: [Counter; 15] = [
         Self::EmittedState,
         Self::EmittedResetSent,
         Self::EmittedResetReceived,
@@ -46,6 +57,11 @@ impl Counter {
         Self::OwnerUpdateErrors,
         Self::Filtered,
         Self::Unattributed,
+        Self::SummarisedState,
+        Self::SummarisedResetSent,
+        Self::SummarisedResetReceived,
+        Self::SummaryOverflow,
+        Self::Storms,
     ];
 
     /// Stable name used in summaries and metrics.
@@ -61,6 +77,11 @@ impl Counter {
             Self::OwnerUpdateErrors => "owner_update_errors",
             Self::Filtered => "filtered",
             Self::Unattributed => "unattributed",
+            Self::SummarisedState => "summarised_state",
+            Self::SummarisedResetSent => "summarised_reset_sent",
+            Self::SummarisedResetReceived => "summarised_reset_received",
+            Self::SummaryOverflow => "summary_overflow",
+            Self::Storms => "storms",
         }
     }
 }

@@ -96,6 +96,9 @@ pub mod flags {
     pub const FULL_SOCKET: u8 = 1 << 4;
     /// `tcp` holds the socket's idle time and byte counters.
     pub const HAS_TCP_STATS: u8 = 1 << 5;
+    /// Kernel side only, cleared before the event is written: read the
+    /// socket's idle time and byte counters for this event.
+    pub const WANT_TCP_STATS: u8 = 1 << 6;
 }
 
 /// Activity of a full TCP socket at the time of the event.

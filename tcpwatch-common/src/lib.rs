@@ -26,6 +26,7 @@ pub mod flow;
 pub mod layout;
 pub mod limits;
 pub mod owner;
+pub mod storm;
 
 /// Version of the wire format in [`event::EventHeader::version`]. Bump it with any
 /// change to a type in this crate that the other side decodes.

@@ -16,3 +16,6 @@ pub const FILTER_ENTRIES: u32 = 64;
 pub const FILTER_NETNS: usize = 8;
 /// Default grace period an owner is kept after its socket closed.
 pub const OWNER_GRACE_NS: u64 = 120_000_000_000;
+/// Capacity of the storm-mode aggregate map (distinct kind, reason, owner and
+/// port combinations counted in one storm).
+pub const AGGREGATES: u32 = 4096;

@@ -5,7 +5,12 @@
 //! program in process context can be interrupted by a softirq that runs another
 //! tcpwatch program on the same CPU, so slots are taken by nesting depth.
 
-use aya_ebpf::{helpers::generated::bpf_get_smp_processor_id, macros::map, maps::PerCpuArray};
+use aya_ebpf::{
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::generated::bpf_get_smp_processor_id,
+    macros::map,
+    maps::PerCpuArray,
+};
 use tcpwatch_common::{
     ABI_VERSION,
     counters::Counter,
@@ -14,11 +19,16 @@ use tcpwatch_common::{
 };
 
 use crate::{
+    config::config,
     filter,
     maps::{EVENTS, count},
     owner::current_task,
-    sock,
+    sock, storm,
 };
+
+/// The reader is woken once the ring holds this fraction of the storm
+/// high-water mark (which is half the ring).
+const WAKEUP_FRACTION: u64 = 16;
 
 /// Deepest nesting of tcpwatch programs on one CPU that gets a slot.
 const SLOTS: u32 = 4;
@@ -92,10 +102,16 @@ pub fn submit(
     owner: *const OwnerRecord,
     listener: *const ListenerRecord,
 ) {
+    let (owner_ptr, listener_ptr) = (owner, listener);
     let owner = (!owner.is_null()).then_some(owner);
     let listener = (!listener.is_null()).then_some(listener);
     if !filter::keep(&event.flow, owner, listener) {
         count(Counter::Filtered);
+        return;
+    }
+    let pending = storm::pending();
+    if storm::summarising(now, pending) {
+        storm::summarise(event, kind, now, owner_ptr, listener_ptr);
         return;
     }
     let (emitted, lost) = match kind {
@@ -126,14 +142,28 @@ pub fn submit(
         event.flags |= flags::HAS_LISTENER;
     }
     event.actor = current_task();
-    if event.flags & flags::FULL_SOCKET != 0
+    let want_stats = event.flags & flags::WANT_TCP_STATS != 0;
+    event.flags &= !flags::WANT_TCP_STATS;
+    if want_stats
+        && event.flags & flags::FULL_SOCKET != 0
         && let Ok(stats) = sock::tcp_stats(event.skaddr, now)
     {
         event.tcp = stats;
         event.flags |= flags::HAS_TCP_STATS;
     }
-    match EVENTS.output::<TcpEvent>(&*event, 0) {
+    // Wake the reader only once a batch has built up: user space also drains
+    // on a short timer, and a wake-up per event (an IPI, a VM exit in a guest)
+    // would cost more than the event itself.
+    let wakeup = if pending >= u64::from(config!(storm_high_water)) / WAKEUP_FRACTION {
+        u64::from(BPF_RB_FORCE_WAKEUP)
+    } else {
+        u64::from(BPF_RB_NO_WAKEUP)
+    };
+    match EVENTS.output::<TcpEvent>(&*event, wakeup) {
         Ok(()) => count(emitted),
-        Err(_) => count(lost),
+        Err(_) => {
+            count(lost);
+            storm::enter(now);
+        }
     }
 }

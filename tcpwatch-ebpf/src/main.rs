@@ -38,6 +38,8 @@ mod sock;
 #[cfg(target_arch = "bpf")]
 mod state;
 #[cfg(target_arch = "bpf")]
+mod storm;
+#[cfg(target_arch = "bpf")]
 mod tp_tuple;
 
 #[cfg(target_arch = "bpf")]

@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use tcpwatch_common::{
     counters::Counter,
@@ -11,6 +11,7 @@ use tcpwatch_common::{
     flow::{FlowKey, ListenKey},
     limits,
     owner::{ListenerRecord, OwnerRecord},
+    storm::{AggregateKey, AggregateValue},
 };
 
 /// Events to user space.
@@ -34,6 +35,16 @@ pub static FLOW_OWNERS: LruHashMap<FlowKey, OwnerRecord> =
 #[map]
 pub static LISTENERS: HashMap<ListenKey, ListenerRecord> =
     HashMap::with_max_entries(limits::LISTENERS, 0);
+
+/// Storm mode: `bpf_ktime_get_ns()` when it started, 0 when off. Set by the
+/// programs, cleared by user space.
+#[map]
+pub static STORM: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Storm-mode counts of the events not written, per CPU.
+#[map]
+pub static AGGREGATES: PerCpuHashMap<AggregateKey, AggregateValue> =
+    PerCpuHashMap::with_max_entries(limits::AGGREGATES, 0);
 
 /// Per-CPU counters, indexed by [`Counter`].
 #[map]

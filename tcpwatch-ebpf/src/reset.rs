@@ -181,7 +181,7 @@ fn report_sent(sent: &Sent) -> Result<(), ReadError> {
     event.skaddr = sent.sk;
     event.skbaddr = sent.skb;
     if full {
-        event.flags |= flags::FULL_SOCKET;
+        event.flags |= flags::FULL_SOCKET | flags::WANT_TCP_STATS;
     }
     if let Some(reason) = sent.reason {
         event.reason = reason;
@@ -265,7 +265,7 @@ fn receive_reset_tp(ctx: &TracePointContext) -> Result<(), ReadError> {
     event.flow = flow;
     event.family = fam;
     event.hook = Hook::TcpReceiveResetTp as u8;
-    event.flags = flags::FULL_SOCKET;
+    event.flags = flags::FULL_SOCKET | flags::WANT_TCP_STATS;
     event.new_state = state;
     event.skaddr = sk;
     let owner = owner::socket_owner(sk, &event.flow, now).unwrap_or(ptr::null());

@@ -59,6 +59,11 @@ fn handle(ctx: &TracePointContext) -> Result<(), ReadError> {
         event.family = fam;
         event.hook = Hook::InetSockSetState as u8;
         event.flags = flags::FULL_SOCKET;
+        // Idle time and bytes matter when a connection closes (and at resets);
+        // other transitions skip the reads.
+        if old == config!(states.established) || old == config!(states.close_wait) {
+            event.flags |= flags::WANT_TCP_STATS;
+        }
         event.old_state = old;
         event.new_state = new;
         event.skaddr = sk;
@@ -66,8 +71,10 @@ fn handle(ctx: &TracePointContext) -> Result<(), ReadError> {
     }
     if new == config!(states.close) {
         // The socket left the connection table: keep its owner under the flow for
-        // the grace period, and free the socket's slot.
-        if !owner.is_null() {
+        // the grace period (late segments, TIME_WAIT resets), and free the
+        // socket's slot. A connection that never got past SYN_SENT, and a
+        // listener, leave nothing for late segments to find.
+        if !owner.is_null() && old != config!(states.syn_sent) && old != config!(states.listen) {
             owner::remember_closed_flow(&flow, owner, now);
         }
         owner::forget_socket(sk);

@@ -251,6 +251,11 @@ pub struct TraceArgs {
     /// Ring buffer size in bytes: a power of two, at least 4096.
     #[arg(long, value_name = "BYTES", default_value_t = limits::RING_BUFFER_BYTES, value_parser = parse_ring_size)]
     pub ring_buffer_size: u32,
+    /// A storm (events summarised in the kernel because they arrive faster
+    /// than they can be shown) ends once fewer than this many events per
+    /// second are summarised.
+    #[arg(long, value_name = "N", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub storm_exit_rate: u64,
     /// Capacity of each socket-owner table.
     #[arg(long, value_name = "N", default_value_t = limits::SOCKET_OWNERS, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
     pub max_sockets: u32,

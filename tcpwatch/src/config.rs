@@ -96,6 +96,9 @@ pub struct KernelConfig {
     /// Only these network namespaces (inodes, or paths such as
     /// `/run/netns/NAME`); empty for all.
     pub netns: Vec<String>,
+    /// A storm (events summarised in the kernel) ends once fewer than this many
+    /// events per second are summarised.
+    pub storm_exit_rate: u64,
 }
 
 impl Default for KernelConfig {
@@ -107,6 +110,7 @@ impl Default for KernelConfig {
             owner_grace: Dur(Duration::from_secs(120)),
             census: true,
             netns: Vec::new(),
+            storm_exit_rate: 5000,
         }
     }
 }
@@ -361,6 +365,9 @@ impl Config {
         {
             return Err(("kernel.netns", e));
         }
+        if self.kernel.storm_exit_rate == 0 {
+            return Err(("kernel.storm_exit_rate", "must be at least 1".into()));
+        }
         if !self.kernel.btf.is_absolute() {
             return Err(("kernel.btf", "must be an absolute path".into()));
         }
@@ -431,6 +438,10 @@ impl Config {
             ("kernel.owner_grace", a.owner_grace != b.owner_grace),
             ("kernel.census", a.census != b.census),
             ("kernel.netns", a.netns != b.netns),
+            (
+                "kernel.storm_exit_rate",
+                a.storm_exit_rate != b.storm_exit_rate,
+            ),
             (
                 "explain.sample_interval",
                 self.explain.sample_interval != new.explain.sample_interval,

@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    events::model::{EventRecord, Flow, Process},
+    events::model::{AggregateRecord, EventRecord, Flow, Process},
     explain::{cause::Cause, finding::FindingRecord},
 };
 
@@ -106,6 +106,14 @@ impl Selection {
     /// belong to one of `flows` (the connections of the selected findings).
     pub fn event_of(&self, event: &EventRecord, flows: &[FlowKey]) -> bool {
         self.event(event) && (self.causes.is_empty() || flows.contains(&FlowKey::of(&event.flow)))
+    }
+
+    /// Whether events the kernel summarised in a storm are selected (never when
+    /// causes are asked for: a summary has none).
+    pub fn aggregate(&self, a: &AggregateRecord) -> bool {
+        self.causes.is_empty()
+            && self.flow_ports(Some(&a.example), Some(a.port))
+            && self.any_process([a.owner.as_ref(), a.listener.as_ref()])
     }
 
     /// Whether a finding is selected.

@@ -43,6 +43,7 @@ fn main() {
         trial("netns_filter_excludes_other_namespaces", netns_filter),
         trial("in_kernel_filters_port_pid_comm_addr", in_kernel_filters),
         trial("explain_replays_a_recording_like_live", explain_replay),
+        trial("storm_mode_summarises_without_loss", storm_mode),
     ];
     harness::run(trials);
 }
@@ -586,4 +587,77 @@ fn explain_replay() {
         "{summary}"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("2 findings"));
+}
+
+/// A burst of resets through a tiny ring buffer: the kernel switches to
+/// counting them, nothing is lost, every reset is either shown or in a
+/// summary, the storm ends when the burst does, and per-event output resumes.
+fn storm_mode() {
+    const BURST: u64 = 3000;
+    let ns = netns::enter_private();
+    let tracer = Tracer::start(&[
+        "--kind",
+        "all",
+        "--netns",
+        &ns.to_string(),
+        "--ring-buffer-size",
+        "4096",
+    ]);
+    let mut client = Peer::spawn();
+    assert_eq!(
+        client.ok(&format!("connect-close-many 127.0.0.1 9 {BURST}")),
+        format!("0 {BURST}"),
+        "every connect is refused"
+    );
+    std::thread::sleep(Duration::from_millis(2500)); // the storm ends
+    assert_eq!(client.cmd("connect 127.0.0.1 9"), "err ECONNREFUSED");
+    let trace = tracer.finish();
+    assert_clean_exit(&trace);
+    assert!(trace.stderr.contains(" 0 lost"), "{}", trace.stderr);
+    let position = |pred: &dyn Fn(&Value) -> bool| trace.records.iter().position(pred);
+    let started = position(&|r| r["record"] == "storm" && r["phase"] == "started")
+        .unwrap_or_else(|| panic!("no storm started: {}", trace.stderr));
+    let ended = position(&|r| r["record"] == "storm" && r["phase"] == "ended")
+        .unwrap_or_else(|| panic!("no storm ended: {}", trace.stderr));
+    assert!(started < ended);
+    let summarised: u64 = trace
+        .records
+        .iter()
+        .filter(|r| r["record"] == "aggregate" && r["kind"] == "reset_sent")
+        .inspect(|r| {
+            assert_eq!(r["reason"], "NO_SOCKET", "{r}");
+            assert_eq!(
+                (r["port"].as_u64(), r["port_side"].as_str()),
+                (Some(9), Some("local")),
+                "{r}"
+            );
+            assert_eq!(r["segment_flags"], serde_json::json!(["SYN"]), "{r}");
+        })
+        .map(|r| r["count"].as_u64().unwrap_or(0))
+        .sum();
+    let shown = trace.of_kind("reset_sent").len() as u64;
+    assert!(summarised > 0, "some resets were summarised");
+    assert_eq!(
+        shown + summarised,
+        BURST + 1,
+        "every reset is accounted for"
+    );
+    let last_reset = trace
+        .records
+        .iter()
+        .rposition(|r| r["record"] == "event" && r["kind"] == "reset_sent");
+    assert!(
+        last_reset > Some(ended),
+        "per-event output resumes after the storm"
+    );
+    let finding: u64 = trace
+        .findings_of("no_listener")
+        .iter()
+        .map(|f| f["count"].as_u64().unwrap_or(1))
+        .sum();
+    assert_eq!(
+        finding,
+        BURST + 1,
+        "findings account for every refused connection"
+    );
 }

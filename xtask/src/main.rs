@@ -2,9 +2,11 @@
 //! the `tcpwatch` binary is self-contained.
 //!
 //! - `cargo xtask setup`: install the offline eBPF toolchain (idempotent).
+//! - `cargo xtask bench`: measure tcpwatch's cost (docs/performance.md).
 //! - `cargo xtask deb`: build the Debian package.
 //! - `cargo xtask service-test`: the unit under systemd as PID 1 (nspawn).
 
+mod bench;
 mod deb;
 mod service_test;
 mod setup;
@@ -33,6 +35,12 @@ enum Command {
     /// as PID 1 (systemd-nspawn), install the .deb there and test the service: READY,
     /// journald fields, metrics, query, reload, clean stop. Needs root.
     ServiceTest(service_test::Args),
+    /// Measure tcpwatch's cost against a floor program, bpftrace and no
+    /// tracing (as root; results for docs/performance.md).
+    Bench(bench::Args),
+    /// A load generator process of the benchmarks (internal).
+    #[command(hide = true)]
+    BenchLoad(bench::load::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +48,8 @@ fn main() -> ExitCode {
         Command::Setup(args) => setup::run(&args),
         Command::Deb(args) => deb::run(&args).map(|_| ()),
         Command::ServiceTest(args) => service_test::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::BenchLoad(args) => bench::load::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

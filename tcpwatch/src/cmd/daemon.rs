@@ -31,6 +31,7 @@ use crate::{
     config::{self, Config},
     events::{
         clock::Clock, convert::Converter, counters::KernelCounters, model::Kind, reader::Reader,
+        storm::Storm,
     },
     exit::{Failure, OrExit},
     explain::engine::Engine,
@@ -103,6 +104,9 @@ pub async fn run(args: &DaemonArgs, logging: &Logging) -> Result<(), Failure> {
     let mut reader = Reader::new(&mut pipeline.ebpf).or_runtime()?;
     let (hints, samples) = pipeline.sampler(config.explain.sample_interval.0, &config.netns())?;
     let names = pipeline.kernel.names.clone();
+    let clock = Clock::sample();
+    let storm =
+        Storm::new(&mut pipeline.ebpf, config.kernel.storm_exit_rate, clock).or_runtime()?;
     let ebpf = Arc::new(Mutex::new(pipeline.ebpf));
 
     let metrics = Metrics::new(&config.metrics, Some(KernelStats::new(Arc::clone(&ebpf))));
@@ -133,12 +137,13 @@ pub async fn run(args: &DaemonArgs, logging: &Logging) -> Result<(), Failure> {
         recorder: Arc::clone(&recorder),
     };
     let mut session = Session::new(
-        Converter::new(names, Clock::sample()),
+        Converter::new(names, clock),
         fanout,
         vec![Kind::State, Kind::ResetSent, Kind::ResetReceived],
         None,
         Some(Engine::new(running.config.explain.thresholds())),
         Some(hints),
+        Some(storm),
     );
     eprintln!("{attached}");
     info!("{}", running.status());

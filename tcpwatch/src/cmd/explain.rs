@@ -12,7 +12,7 @@ use anyhow::{Context as _, anyhow};
 use crate::{
     cli::ExplainCmdArgs,
     context::sample::SampleRecord,
-    events::model::EventRecord,
+    events::model::{AggregateRecord, EventRecord, StormRecord},
     exit::{Failure, OrExit},
     explain::engine::Engine,
     sinks::output::{Format, Output},
@@ -77,10 +77,18 @@ pub fn run(args: &ExplainCmdArgs) -> Result<(), Failure> {
         .or_usage();
     }
     eprintln!(
-        "tcpwatch: replayed {} events and {} samples: {} findings{}",
+        "tcpwatch: replayed {} events and {} samples: {} findings{}{}",
         stats.events,
         stats.samples,
         stats.findings,
+        if stats.summarised > 0 {
+            format!(
+                "; {} more events were summarised in the kernel during storms (explained per summary)",
+                stats.summarised
+            )
+        } else {
+            String::new()
+        },
         if stats.skipped > 0 {
             format!(
                 "; skipped {} lines that are not tcpwatch records",
@@ -100,6 +108,9 @@ struct Replay {
     findings: u64,
     /// Findings and summaries in the recording (derived again, not copied).
     earlier: u64,
+    /// Events the kernel summarised during storms (in `aggregate` records,
+    /// shown as they are: they cannot be replayed one by one).
+    summarised: u64,
     skipped: u64,
 }
 
@@ -146,7 +157,20 @@ fn replay(
                 stats.samples += 1;
                 engine.sample(&sample)
             }
-            Some("finding" | "summary") => {
+            Some("storm") => {
+                let storm: StormRecord = serde_json::from_value(value)
+                    .map_err(|e| invalid(format!("{name}:{number}: bad storm record ({e})")))?;
+                output.storm(&storm)?;
+                Vec::new()
+            }
+            Some("aggregate") => {
+                let aggregate: AggregateRecord = serde_json::from_value(value)
+                    .map_err(|e| invalid(format!("{name}:{number}: bad aggregate record ({e})")))?;
+                stats.summarised += aggregate.count;
+                output.aggregate(&aggregate)?;
+                engine.summarised(&aggregate)
+            }
+            Some("finding" | "summary" | "stats") => {
                 stats.earlier += 1;
                 Vec::new()
             }

@@ -73,7 +73,9 @@ pub async fn start(options: &Options) -> Result<Pipeline, Failure> {
     }
 
     let grace = u64::try_from(options.owner_grace.as_nanos()).unwrap_or(u64::MAX);
-    let config = kernel.program_config(options.filters.config(), grace);
+    let mut config = kernel.program_config(options.filters.config(), grace);
+    // Storm mode starts with the ring buffer half full.
+    config.storm_high_water = options.sizes.ring_buffer_bytes / 2;
     let mut ebpf = attach::load(&config, options.sizes, options.bpf_log).or_runtime()?;
     attach::fill_filters(&mut ebpf, &options.filters.sets()).or_runtime()?;
     if options.bpf_log {

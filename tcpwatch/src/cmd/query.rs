@@ -14,7 +14,7 @@ use chrono::{Local, Utc};
 use super::pipeline::home_netns;
 use crate::{
     cli::QueryArgs,
-    events::model::EventRecord,
+    events::model::{AggregateRecord, EventRecord, StormRecord},
     exit::{Failure, OrExit},
     explain::finding::FindingRecord,
     recorder::protocol::{End, PROTOCOL_VERSION, Refusal, Request},
@@ -92,6 +92,12 @@ pub fn run(args: &QueryArgs) -> Result<(), Failure> {
             Some("finding") => serde_json::from_value::<FindingRecord>(value)
                 .map_err(io::Error::other)
                 .and_then(|f| output.finding(&f)),
+            Some("aggregate") => serde_json::from_value::<AggregateRecord>(value)
+                .map_err(io::Error::other)
+                .and_then(|a| output.aggregate(&a)),
+            Some("storm") => serde_json::from_value::<StormRecord>(value)
+                .map_err(io::Error::other)
+                .and_then(|s| output.storm(&s)),
             Some("query_end") => break serde_json::from_value::<End>(value).or_runtime()?,
             Some("query_error") => {
                 let refusal: Refusal = serde_json::from_value(value).or_runtime()?;

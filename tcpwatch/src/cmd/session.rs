@@ -24,8 +24,9 @@ use crate::{
         convert::Converter,
         counters::KernelCounters,
         decode::{DecodeStats, decode},
-        model::{EventRecord, Kind},
+        model::{AggregateRecord, EventRecord, Kind, StormRecord},
         reader::Reader,
+        storm::{Storm, StormOutput},
     },
     explain::{engine::Engine, finding::FindingRecord},
     selection::Selection,
@@ -38,6 +39,12 @@ const BATCH: usize = 4096;
 const TICK: Duration = Duration::from_millis(200);
 /// At most one sampler hint per namespace per this interval.
 const HINT_EVERY: Duration = Duration::from_secs(1);
+/// How often the ring buffer is drained without a wake-up from the kernel
+/// (which signals only once a batch has built up): the latency of a quiet
+/// event.
+const DRAIN_EVERY: Duration = Duration::from_millis(50);
+/// How often storm mode is checked and its counts reported.
+const STORM_POLL: Duration = Duration::from_secs(1);
 
 /// SIGINT and SIGTERM (and, for the daemon, SIGHUP), caught.
 pub struct Signals {
@@ -92,11 +99,27 @@ pub enum Stop {
     Reload,
 }
 
+impl Stop {
+    /// In words.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Interrupt => "interrupted",
+            Self::Terminate => "terminated",
+            Self::Duration => "duration reached",
+            Self::Count => "count reached",
+            Self::OutputClosed => "output closed",
+            Self::Reload => "reloading",
+        }
+    }
+}
+
 /// One thing to print.
 enum Item {
     Event(Box<EventRecord>),
     Finding(Box<FindingRecord>),
     Sample(Box<SampleRecord>),
+    Storm(Box<StormRecord>),
+    Aggregate(Box<AggregateRecord>),
 }
 
 /// The session.
@@ -114,6 +137,7 @@ pub struct Session<S: Sink> {
     cgroups: Cgroups,
     selection: Selection,
     batch: Vec<Item>,
+    storm: Option<Storm>,
 }
 
 impl<S: Sink> Session<S> {
@@ -126,6 +150,7 @@ impl<S: Sink> Session<S> {
         limit: Option<u64>,
         engine: Option<Engine>,
         hints: Option<Hints>,
+        storm: Option<Storm>,
     ) -> Self {
         Self {
             converter,
@@ -141,6 +166,7 @@ impl<S: Sink> Session<S> {
             cgroups: Cgroups::new(),
             selection: Selection::default(),
             batch: Vec::with_capacity(256),
+            storm,
         }
     }
 
@@ -173,7 +199,8 @@ impl<S: Sink> Session<S> {
     ) -> io::Result<Stop> {
         let mut stop = self.pump(reader, samples, signals, duration).await?;
         if !matches!(stop, Stop::Count | Stop::OutputClosed | Stop::Reload) {
-            reader.drain_now(|bytes| self.take(bytes));
+            reader.drain_now(usize::MAX, |bytes| self.take(bytes));
+            self.poll_storm(true)?;
             if let Some(engine) = &mut self.engine {
                 let findings = engine.finish();
                 self.batch
@@ -197,6 +224,10 @@ impl<S: Sink> Session<S> {
         tokio::pin!(deadline);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
+        drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut storm_tick = tokio::time::interval(STORM_POLL);
+        storm_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let sampling = samples.is_some();
             tokio::select! {
@@ -205,12 +236,14 @@ impl<S: Sink> Session<S> {
                 () = hangup(&mut signals.hangup) => return Ok(Stop::Reload),
                 () = &mut deadline, if duration.is_some() => return Ok(Stop::Duration),
                 read = reader.drain(BATCH, |bytes| self.take(bytes)) => { read?; }
+                _ = drain_tick.tick() => { reader.drain_now(BATCH, |bytes| self.take(bytes)); }
                 sample = recv_sample(samples), if sampling => {
                     match sample {
                         Some(sample) => self.sample(sample),
                         None => *samples = None,
                     }
                 }
+                _ = storm_tick.tick(), if self.storm.is_some() => self.poll_storm(false)?,
                 _ = tick.tick(), if self.engine.is_some() => {
                     if let Some(engine) = &mut self.engine {
                         let findings = engine.tick(Utc::now());
@@ -222,6 +255,35 @@ impl<S: Sink> Session<S> {
                 return Ok(stop);
             }
         }
+    }
+
+    /// Reports storm-mode counts (and ends a storm, with `finish`).
+    fn poll_storm(&mut self, finish: bool) -> io::Result<()> {
+        let Some(storm) = &mut self.storm else {
+            return Ok(());
+        };
+        let outputs = storm
+            .poll(&self.converter, STORM_POLL, finish)
+            .map_err(io::Error::other)?;
+        for output in outputs {
+            match output {
+                StormOutput::Storm(s) => self.batch.push(Item::Storm(Box::new(s))),
+                StormOutput::Aggregate(mut a) => {
+                    for p in [&mut a.owner, &mut a.listener].into_iter().flatten() {
+                        self.cgroups.annotate(p);
+                    }
+                    let findings = self
+                        .engine
+                        .as_mut()
+                        .map(|engine| engine.summarised(&a))
+                        .unwrap_or_default();
+                    self.batch.push(Item::Aggregate(a));
+                    self.batch
+                        .extend(findings.into_iter().map(|f| Item::Finding(Box::new(f))));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Decodes one ring-buffer record, explains it, queues what to print.
@@ -309,6 +371,12 @@ impl<S: Sink> Session<S> {
                     self.findings += 1;
                 }
                 Item::Sample(sample) => self.output.sample(&sample)?,
+                Item::Storm(storm) => self.output.storm(&storm)?,
+                Item::Aggregate(aggregate) => {
+                    if self.display.contains(&aggregate.kind) {
+                        self.output.aggregate(&aggregate)?;
+                    }
+                }
             }
         }
         if self
@@ -344,16 +412,43 @@ impl<S: Sink> Session<S> {
         }
     }
 
+    /// The exit summary as a `stats` record (JSON output only), for scripts.
+    pub fn print_stats(
+        &mut self,
+        stop: Stop,
+        elapsed: Duration,
+        kernel: &KernelCounters,
+    ) -> io::Result<()> {
+        let [state, sent, received] = self.shown;
+        let mut counters = serde_json::Map::new();
+        for counter in Counter::ALL {
+            counters.insert(counter.name().to_owned(), kernel.get(counter).into());
+        }
+        let record = serde_json::json!({
+            "schema_version": crate::events::model::SCHEMA_VERSION,
+            "record": "stats",
+            "time": Utc::now(),
+            "stopped": stop.as_str(),
+            "elapsed_ms": elapsed.as_millis() as u64,
+            "shown": {"state": state, "reset_sent": sent, "reset_received": received},
+            "findings": self.findings,
+            "lost": kernel.lost(),
+            "summarised": kernel.summarised(),
+            "storms": self.storm.as_ref().map_or(0, |s| s.storms),
+            "undecodable": self.decode.total(),
+            "evicted_flows": self.engine.as_ref().map_or(0, Engine::evicted_flows),
+            "kernel": counters,
+        });
+        self.output.stats(&record)?;
+        match self.output.flush() {
+            Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
+    }
+
     /// The one-line summary for stderr.
     pub fn summary(&self, stop: Stop, elapsed: Duration, kernel: &KernelCounters) -> String {
-        let why = match stop {
-            Stop::Interrupt => "interrupted",
-            Stop::Terminate => "terminated",
-            Stop::Duration => "duration reached",
-            Stop::Count => "count reached",
-            Stop::OutputClosed => "output closed",
-            Stop::Reload => "reloading",
-        };
+        let why = stop.as_str();
         let [state, sent, received] = self.shown;
         let findings = match &self.engine {
             Some(engine) => format!(
@@ -363,8 +458,17 @@ impl<S: Sink> Session<S> {
             ),
             None => String::new(),
         };
+        let storms = match &self.storm {
+            Some(storm) if storm.storms > 0 => format!(
+                "; {} storms: {} events summarised in the kernel ({} found no room and were only counted)",
+                storm.storms,
+                kernel.summarised(),
+                kernel.get(Counter::SummaryOverflow)
+            ),
+            _ => String::new(),
+        };
         format!(
-            "stopped ({why}) after {:.1} s: {} events shown ({sent} reset_sent, {received} reset_received, {state} state){findings}; {} lost (ring buffer full), {} undecodable, {} kernel read errors, {} without a known owner",
+            "stopped ({why}) after {:.1} s: {} events shown ({sent} reset_sent, {received} reset_received, {state} state){findings}{storms}; {} lost (ring buffer full), {} undecodable, {} kernel read errors, {} without a known owner",
             elapsed.as_secs_f64(),
             state + sent + received,
             kernel.lost(),

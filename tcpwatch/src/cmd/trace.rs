@@ -10,7 +10,9 @@ use super::{
 };
 use crate::{
     cli::TraceArgs,
-    events::{clock::Clock, convert::Converter, counters::KernelCounters, model::Kind},
+    events::{
+        clock::Clock, convert::Converter, counters::KernelCounters, model::Kind, storm::Storm,
+    },
     exit::{Failure, OrExit},
     explain::engine::Engine,
     filters::Filters,
@@ -66,13 +68,16 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
     } else {
         (None, None, None)
     };
+    let clock = Clock::sample();
+    let storm = Storm::new(&mut pipeline.ebpf, args.storm_exit_rate, clock).or_runtime()?;
     let mut session = Session::new(
-        Converter::new(pipeline.kernel.names.clone(), Clock::sample()),
+        Converter::new(pipeline.kernel.names.clone(), clock),
         Output::new(format, home_netns(), io::stdout()),
         display,
         args.count,
         engine,
         hints,
+        Some(storm),
     )
     .with_selection(args.placement.selection());
     let mut reader = crate::events::reader::Reader::new(&mut pipeline.ebpf).or_runtime()?;
@@ -86,6 +91,11 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
     }
     drop(reader);
     let counters = KernelCounters::read(&pipeline.ebpf).or_runtime()?;
+    if stop != super::session::Stop::OutputClosed {
+        session
+            .print_stats(stop, tracing_since.elapsed(), &counters)
+            .or_runtime()?;
+    }
     drop(pipeline); // detaches every program
     eprintln!(
         "tcpwatch: {}",

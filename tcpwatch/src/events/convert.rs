@@ -6,12 +6,17 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use tcpwatch_common::{
     event::{EventKind, Hook, TcpEvent, flags},
     family,
+    flow::FlowKey,
     owner::{OwnerRecord, OwnerSource, TaskIdent},
+    storm::{AggregateKey, AggregateValue, key_flags},
 };
 
 use super::{
     clock::Clock,
-    model::{EventRecord, Flow, Kind, Process, RecordType, SCHEMA_VERSION, Segment, TcpActivity},
+    model::{
+        AggregateRecord, EventRecord, Flow, Kind, Process, RecordType, SCHEMA_VERSION, Segment,
+        StormTag, TcpActivity,
+    },
 };
 use crate::probes::kernel_enums::KernelNames;
 
@@ -29,31 +34,12 @@ impl Converter {
 
     /// The record for `raw`. `raw` must have passed [`super::decode::decode`].
     pub fn convert(&self, raw: &TcpEvent) -> EventRecord {
-        let kind = match EventKind::from_raw(raw.header.kind) {
-            Some(EventKind::State) | None => Kind::State,
-            Some(EventKind::ResetSent) => Kind::ResetSent,
-            Some(EventKind::ResetReceived) => Kind::ResetReceived,
-        };
+        let kind = kind_of(raw.header.kind);
         let has = |bit| raw.flags & bit != 0;
-        let state_name = |n: u8| {
-            self.names
-                .state(n)
-                .map_or_else(|| n.to_string(), str::to_owned)
-        };
-        let (old_state, new_state, state) = match kind {
-            Kind::State => (
-                Some(state_name(raw.old_state)),
-                Some(state_name(raw.new_state)),
-                None,
-            ),
-            _ if raw.skaddr == 0 => (None, None, None),
-            _ => (None, None, Some(state_name(raw.new_state))),
-        };
-        let reason = (kind == Kind::ResetSent && has(flags::HAS_REASON)).then(|| {
-            self.names
-                .reason(raw.reason)
-                .map_or_else(|| format!("UNKNOWN_{}", raw.reason), str::to_owned)
-        });
+        let (old_state, new_state, state) =
+            self.states(kind, raw.old_state, raw.new_state, raw.skaddr != 0);
+        let reason =
+            (kind == Kind::ResetSent && has(flags::HAS_REASON)).then(|| self.reason(raw.reason));
         let error =
             (kind == Kind::ResetReceived).then(|| received_error(state.as_deref()).to_owned());
         let now = raw.header.ts_ns;
@@ -62,7 +48,7 @@ impl Converter {
             record: RecordType::Event,
             kind,
             time: self.clock.wall(now),
-            flow: flow(raw, kind),
+            flow: flow(&raw.flow, raw.family == family::INET6, kind),
             old_state,
             new_state,
             state,
@@ -87,8 +73,92 @@ impl Converter {
     }
 }
 
+impl Converter {
+    /// The record for storm-mode counts: `value` summed over CPUs, `count` of
+    /// them new since the previous record of the key.
+    pub fn aggregate(
+        &self,
+        key: &AggregateKey,
+        value: &AggregateValue,
+        count: u64,
+    ) -> AggregateRecord {
+        let kind = kind_of(key.kind);
+        let has = |bit| key.flags & bit != 0;
+        let (old_state, new_state, state) =
+            self.states(kind, key.old_state, key.new_state, key.new_state != 0);
+        let who = (has(key_flags::OWNER) || has(key_flags::LISTENER))
+            .then(|| owner(&value.owner, value.last_ns));
+        let v6 = Ipv6Addr::from(value.example.local_addr)
+            .to_ipv4_mapped()
+            .is_none();
+        AggregateRecord {
+            schema_version: SCHEMA_VERSION,
+            record: StormTag::Aggregate,
+            time: self.clock.wall(value.last_ns),
+            since: self.clock.wall(value.first_ns),
+            kind,
+            old_state,
+            new_state,
+            state,
+            reason: (kind == Kind::ResetSent && has(key_flags::HAS_REASON))
+                .then(|| self.reason(key.reason)),
+            netns: key.netns,
+            port: key.port,
+            segment_flags: has(key_flags::HAS_SEGMENT).then(|| tcp_flags(key.seg_flags)),
+            port_side: if has(key_flags::LOCAL_PORT) {
+                "local"
+            } else {
+                "remote"
+            }
+            .to_owned(),
+            owner: if has(key_flags::OWNER) {
+                who.clone()
+            } else {
+                None
+            },
+            listener: if has(key_flags::LISTENER) { who } else { None },
+            count,
+            example: flow(&value.example, v6, kind),
+        }
+    }
+
+    /// (old_state, new_state) for state events, `state` for resets on a socket.
+    fn states(
+        &self,
+        kind: Kind,
+        old: u8,
+        new: u8,
+        socket: bool,
+    ) -> (Option<String>, Option<String>, Option<String>) {
+        let name = |n: u8| {
+            self.names
+                .state(n)
+                .map_or_else(|| n.to_string(), str::to_owned)
+        };
+        match kind {
+            Kind::State => (Some(name(old)), Some(name(new)), None),
+            _ if !socket => (None, None, None),
+            _ => (None, None, Some(name(new))),
+        }
+    }
+
+    fn reason(&self, raw: u32) -> String {
+        self.names
+            .reason(raw)
+            .map_or_else(|| format!("UNKNOWN_{raw}"), str::to_owned)
+    }
+}
+
+fn kind_of(raw: u8) -> Kind {
+    match EventKind::from_raw(raw) {
+        Some(EventKind::State) | None => Kind::State,
+        Some(EventKind::ResetSent) => Kind::ResetSent,
+        Some(EventKind::ResetReceived) => Kind::ResetReceived,
+    }
+}
+
 /// The errno `tcp_reset()` gives the socket in each state.
-fn received_error(state: Option<&str>) -> &'static str {
+pub fn received_error(state: Option<&str>) -> &'static str {
     match state {
         Some("SYN_SENT") => "ECONNREFUSED",
         Some("CLOSE_WAIT") => "EPIPE",
@@ -96,10 +166,9 @@ fn received_error(state: Option<&str>) -> &'static str {
     }
 }
 
-fn flow(raw: &TcpEvent, kind: Kind) -> Flow {
-    let v6 = raw.family == family::INET6;
-    let local = address(raw.flow.local_addr, raw.flow.local_port, v6);
-    let remote = address(raw.flow.remote_addr, raw.flow.remote_port, v6);
+fn flow(key: &FlowKey, v6: bool, kind: Kind) -> Flow {
+    let local = address(key.local_addr, key.local_port, v6);
+    let remote = address(key.remote_addr, key.remote_port, v6);
     let (src, dst) = match kind {
         Kind::ResetReceived => (remote, local),
         Kind::State | Kind::ResetSent => (local, remote),
@@ -108,7 +177,7 @@ fn flow(raw: &TcpEvent, kind: Kind) -> Flow {
         family: if v6 { "ipv6" } else { "ipv4" }.to_owned(),
         src: src.to_string(),
         dst: dst.to_string(),
-        netns: raw.flow.netns,
+        netns: key.netns,
     }
 }
 

@@ -33,6 +33,13 @@ impl KernelCounters {
         self.values[counter as usize]
     }
 
+    /// Events counted in the kernel during storms instead of sent (all kinds).
+    pub fn summarised(&self) -> u64 {
+        self.get(Counter::SummarisedState)
+            + self.get(Counter::SummarisedResetSent)
+            + self.get(Counter::SummarisedResetReceived)
+    }
+
     /// Events lost because the ring buffer was full (all kinds).
     pub fn lost(&self) -> u64 {
         self.get(Counter::LostState)

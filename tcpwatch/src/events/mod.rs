@@ -5,3 +5,4 @@ pub mod counters;
 pub mod decode;
 pub mod model;
 pub mod reader;
+pub mod storm;

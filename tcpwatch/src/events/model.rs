@@ -160,3 +160,82 @@ pub struct Segment {
     /// Payload bytes.
     pub payload_bytes: u32,
 }
+
+/// Record type tag of storm-mode records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StormTag {
+    /// Storm mode started or ended.
+    Storm,
+    /// Events summarised in the kernel during a storm.
+    Aggregate,
+}
+
+/// Storm mode started or ended: events arrived faster than tcpwatch could
+/// take them, so the kernel counts them instead of sending each.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StormRecord {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Always `storm`.
+    pub record: StormTag,
+    /// When it started or ended.
+    pub time: DateTime<Utc>,
+    /// `started` or `ended`.
+    pub phase: StormPhase,
+    /// When the storm started.
+    pub since: DateTime<Utc>,
+    /// Events summarised (not sent one by one) in this storm so far.
+    pub summarised: u64,
+}
+
+/// Phase of a storm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StormPhase {
+    /// Storm mode started.
+    Started,
+    /// Storm mode ended; per-event output resumes.
+    Ended,
+}
+
+/// Events of one kind, states, reason, owner and port that the kernel counted
+/// during a storm instead of sending them: "`count` events summarised".
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AggregateRecord {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Always `aggregate`.
+    pub record: StormTag,
+    /// The latest event counted.
+    pub time: DateTime<Utc>,
+    /// The first event counted in this record.
+    pub since: DateTime<Utc>,
+    /// Kind of the events.
+    pub kind: Kind,
+    /// State events: the transition.
+    pub old_state: Option<String>,
+    /// State events: the transition.
+    pub new_state: Option<String>,
+    /// Resets: the socket's state (`null` without a socket).
+    pub state: Option<String>,
+    /// Resets sent: the kernel's reason, where it has one.
+    pub reason: Option<String>,
+    /// Network namespace inode.
+    pub netns: u32,
+    /// The service port (the lower of the two ports of each flow).
+    pub port: u16,
+    /// Whether `port` is the local or the remote port: `local` or `remote`.
+    pub port_side: String,
+    /// Resets answering a segment: its TCP flags.
+    #[serde(default)]
+    pub segment_flags: Option<Vec<String>>,
+    /// The owner of the sockets, when the key had one.
+    pub owner: Option<Process>,
+    /// For resets without a socket: the process listening on the port.
+    pub listener: Option<Process>,
+    /// Events summarised.
+    pub count: u64,
+    /// The latest event's flow, for example.
+    pub example: Flow,
+}

@@ -1,5 +1,6 @@
-//! Draining the ring buffer from tokio: wait until the kernel signals data, then
-//! take every record available.
+//! Draining the ring buffer from tokio: wait until the kernel signals data (it
+//! does once a batch has built up) or a short timer fires, then take the
+//! records available.
 
 use std::io;
 
@@ -46,12 +47,15 @@ impl Reader {
         Ok(read)
     }
 
-    /// Takes whatever is in the ring right now without waiting (at shutdown, so
-    /// events submitted just before a signal are not lost).
-    pub fn drain_now(&mut self, mut each: impl FnMut(&[u8])) -> usize {
+    /// Takes what is in the ring right now, at most `limit`, without waiting:
+    /// the programs wake the reader only once a batch has built up, so it also
+    /// drains on a short timer (and at shutdown, so that events submitted just
+    /// before a signal are not lost).
+    pub fn drain_now(&mut self, limit: usize, mut each: impl FnMut(&[u8])) -> usize {
         let ring = self.ring.get_mut();
         let mut read = 0;
-        while let Some(item) = ring.next() {
+        while read < limit {
+            let Some(item) = ring.next() else { break };
             each(&item);
             read += 1;
         }

@@ -5,7 +5,7 @@
 //! The same engine runs live (`trace`) and on a recording (`explain --from`): it
 //! only reads records, and its clock is the records' time.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -15,6 +15,7 @@ use super::{
     history::{FlowId, History},
     infer::{self, Reason},
     namespaces::Namespaces,
+    pairing::Pairing,
     rule::{Ctx, Draft, Reset, Rule},
     rulebook,
     summary::Summary,
@@ -22,7 +23,10 @@ use super::{
 };
 use crate::{
     context::sample::SampleRecord,
-    events::model::{EventRecord, Kind},
+    events::{
+        convert::received_error,
+        model::{AggregateRecord, EventRecord, Kind, Process, RecordType, SCHEMA_VERSION, Segment},
+    },
 };
 
 /// Resets waiting for their namespace's next sample, at most.
@@ -33,6 +37,9 @@ const AWAIT_AT_MOST: TimeDelta = TimeDelta::seconds(5);
 const PILEUP_REMINDER: TimeDelta = TimeDelta::minutes(5);
 /// Aggregation keys remembered.
 const KEYS: usize = 10_000;
+/// Findings held for their settle time, at most; beyond, the oldest is
+/// released early (never dropped).
+const HELD: usize = 65_536;
 
 struct Pending {
     draft: Draft,
@@ -44,13 +51,6 @@ struct Emitted {
     level: Option<u64>,
     suppressed: u64,
     latest: Option<FindingRecord>,
-}
-
-/// Recently emitted findings about one connection, for pairing with the other end.
-struct Recent {
-    at: DateTime<Utc>,
-    flow: FlowId,
-    cause: Cause,
 }
 
 /// A reset whose cause depends on counters the next sample brings: a segment
@@ -75,9 +75,15 @@ pub struct Engine {
     namespaces: Namespaces,
     thresholds: Thresholds,
     rules: Vec<Box<dyn Rule>>,
-    pending: Vec<Pending>,
+    /// Findings held for their settle time, in release order.
+    pending: BTreeMap<(DateTime<Utc>, u64), Pending>,
+    /// Tie-breaker of `pending` keys.
+    sequence: u64,
+    /// Findings released before their time because `pending` was full.
+    early: Vec<FindingRecord>,
     emitted: HashMap<String, Emitted>,
-    recent: VecDeque<Recent>,
+    /// The two ends of each connection, for pairing.
+    pairing: Pairing,
     /// Resets waiting for their namespace's next sample, with their reason when
     /// it is already known (the counters then only choose between causes).
     awaiting: VecDeque<(EventRecord, Option<(String, Confidence)>)>,
@@ -94,9 +100,11 @@ impl Engine {
             namespaces: Namespaces::default(),
             rules: rulebook::all(),
             thresholds,
-            pending: Vec::new(),
+            pending: BTreeMap::new(),
+            sequence: 0,
+            early: Vec::new(),
             emitted: HashMap::new(),
-            recent: VecDeque::new(),
+            pairing: Pairing::default(),
             awaiting: VecDeque::new(),
             clock: None,
             summary: Summary::default(),
@@ -132,6 +140,62 @@ impl Engine {
             Reason::None => self.explain(event, None, Confidence::Exact),
         }
         out.extend(self.advance(event.time));
+        out
+    }
+
+    /// Feeds events the kernel summarised during a storm: one representative
+    /// reset per record, explained like an event (but not added to the flow
+    /// history: the events were not seen one by one), its finding standing for
+    /// all `count` of them.
+    pub fn summarised(&mut self, a: &AggregateRecord) -> Vec<FindingRecord> {
+        let mut out = self.advance(a.time);
+        if a.kind == Kind::State {
+            return out;
+        }
+        let event = EventRecord {
+            schema_version: SCHEMA_VERSION,
+            record: RecordType::Event,
+            kind: a.kind,
+            time: a.time,
+            flow: a.example.clone(),
+            old_state: None,
+            new_state: None,
+            state: a.state.clone(),
+            reason: a.reason.clone(),
+            error: (a.kind == Kind::ResetReceived)
+                .then(|| received_error(a.state.as_deref()).to_owned()),
+            owner: a.owner.clone(),
+            actor: Process {
+                pid: 0,
+                tid: 0,
+                comm: "-".into(),
+                uid: 0,
+                cgroup_id: 0,
+                source: None,
+                closed_ms_before: None,
+                cgroup: None,
+                unit: None,
+                container: None,
+            },
+            listener: a.listener.clone(),
+            hook: "storm summary".into(),
+            segment: a.segment_flags.clone().map(|flags| Segment {
+                flags,
+                payload_bytes: 0,
+            }),
+            socket: None,
+            tcp: None,
+        };
+        let (reason, confidence) = match infer::of_event(&event) {
+            Reason::Known(reason, confidence) => (Some(reason), confidence),
+            Reason::AwaitCounters => match infer::from_counters(&event, &self.namespaces, a.time) {
+                Reason::Known(reason, confidence) => (Some(reason), confidence),
+                _ => (event.reason.clone(), Confidence::Inferred),
+            },
+            Reason::None => (None, Confidence::Exact),
+        };
+        self.explain_counted(&event, reason, confidence, Some(a.count));
+        out.extend(self.advance(a.time));
         out
     }
 
@@ -175,7 +239,8 @@ impl Engine {
             self.decide_awaiting(&event, known, now);
         }
         let far = now + TimeDelta::days(1);
-        let mut out = self.release_due(far);
+        let mut out = std::mem::take(&mut self.early);
+        out.extend(self.release_due(far));
         out.extend(self.repeats(far, true));
         out
     }
@@ -187,6 +252,9 @@ impl Engine {
             let now = self.clock.unwrap_or(old.time);
             self.decide_awaiting(&old, old_known, now);
         }
+        if let Some(id) = FlowId::of(event) {
+            self.pairing.await_counters(id.connection());
+        }
         self.awaiting.push_back((event.clone(), known));
     }
 
@@ -196,6 +264,9 @@ impl Engine {
         known: Option<(String, Confidence)>,
         until: DateTime<Utc>,
     ) {
+        if let Some(id) = FlowId::of(event) {
+            self.pairing.decided(id.connection());
+        }
         if let Some((reason, confidence)) = known {
             return self.explain(event, Some(reason), confidence);
         }
@@ -206,6 +277,17 @@ impl Engine {
     }
 
     fn explain(&mut self, event: &EventRecord, reason: Option<String>, confidence: Confidence) {
+        self.explain_counted(event, reason, confidence, None);
+    }
+
+    /// Explains `event`; for a storm summary, standing for `summarised` like it.
+    fn explain_counted(
+        &mut self,
+        event: &EventRecord,
+        reason: Option<String>,
+        confidence: Confidence,
+        summarised: Option<u64>,
+    ) {
         let Some(id) = FlowId::of(event) else { return };
         let reset = Reset {
             event,
@@ -222,17 +304,50 @@ impl Engine {
             .rules
             .iter_mut()
             .find_map(|rule| rule.reset(&ctx, &reset));
-        if let Some(draft) = draft {
+        if let Some(mut draft) = draft {
+            if let Some(count) = summarised {
+                // Summaries of the two ends pair by service, not by
+                // connection: the ephemeral side's port is left out.
+                draft.flow = draft.flow.map(|flow| flow.service());
+                draft.summary = true;
+                draft.finding.count = count;
+                draft.finding.add(
+                    "summarised_events",
+                    count,
+                    format!("{count} such events, summarised in the kernel during a storm"),
+                );
+            }
             self.queue(draft, event.time);
         }
     }
 
     fn queue(&mut self, draft: Draft, time: DateTime<Utc>) {
         let settle = TimeDelta::from_std(self.thresholds.settle).unwrap_or_default();
-        self.pending.push(Pending {
+        if let Some(flow) = draft.flow {
+            self.pairing.hold(flow.connection(), draft.finding.cause);
+        }
+        self.hold(Pending {
             draft,
             ready_at: time + settle,
         });
+    }
+
+    fn hold(&mut self, pending: Pending) {
+        if self.pending.len() >= HELD
+            && let Some((_, oldest)) = self.pending.pop_first()
+        {
+            // Full: the oldest goes out now rather than being dropped.
+            if let Some(flow) = oldest.draft.flow {
+                self.pairing
+                    .unhold(flow.connection(), oldest.draft.finding.cause);
+            }
+            if let Some(finding) = self.release(oldest.draft) {
+                self.early.push(finding);
+            }
+        }
+        self.sequence += 1;
+        self.pending
+            .insert((pending.ready_at, self.sequence), pending);
     }
 
     fn advance(&mut self, now: DateTime<Utc>) -> Vec<FindingRecord> {
@@ -249,20 +364,26 @@ impl Engine {
                 self.decide_awaiting(&event, known, now);
             }
         }
-        let mut out = self.release_due(now);
+        let mut out = std::mem::take(&mut self.early);
+        out.extend(self.release_due(now));
         out.extend(self.repeats(now, false));
         out
     }
 
     /// Releases pending findings due by `now`, in time order.
     fn release_due(&mut self, now: DateTime<Utc>) -> Vec<FindingRecord> {
-        self.pending.sort_by_key(|p| p.ready_at);
-        let due = self
-            .pending
-            .iter()
-            .take_while(|p| p.ready_at <= now)
-            .count();
-        let mut due: Vec<Pending> = self.pending.drain(..due).collect();
+        let mut due = Vec::new();
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let pending = entry.remove();
+            if let Some(flow) = pending.draft.flow {
+                self.pairing
+                    .unhold(flow.connection(), pending.draft.finding.cause);
+            }
+            due.push(pending);
+        }
         // Specific findings first: a generic one released in the same batch
         // must see its specific partner (the other end of the connection).
         due.sort_by_key(|p| (is_generic(p.draft.finding.cause), p.ready_at));
@@ -273,13 +394,13 @@ impl Engine {
             // may replace this generic one, so hold it until that is decided
             // (awaiting resets are decided within AWAIT_AT_MOST).
             if is_generic(pending.draft.finding.cause)
-                && pending
-                    .draft
-                    .flow
-                    .is_some_and(|flow| self.partner_awaits(flow))
+                && let Some(flow) = pending.draft.flow
+                && self.pairing.awaits(&flow.connection())
             {
+                self.pairing
+                    .hold(flow.connection(), pending.draft.finding.cause);
                 pending.ready_at = now + settle;
-                self.pending.push(pending);
+                self.hold(pending);
                 continue;
             }
             if let Some(finding) = self.release(pending.draft) {
@@ -287,13 +408,6 @@ impl Engine {
             }
         }
         out
-    }
-
-    /// Whether a reset on the same connection (either end) waits for a sample.
-    fn partner_awaits(&self, flow: FlowId) -> bool {
-        self.awaiting
-            .iter()
-            .any(|(event, _)| FlowId::of(event).is_some_and(|other| other.same_connection(&flow)))
     }
 
     fn release(&mut self, mut draft: Draft) -> Option<FindingRecord> {
@@ -305,18 +419,15 @@ impl Engine {
             if self.superseded(&draft, flow) {
                 return None;
             }
-            self.recent.push_back(Recent {
-                at: time,
-                flow,
-                cause: draft.finding.cause,
-            });
             let keep = TimeDelta::from_std(self.thresholds.settle * 4).unwrap_or_default();
-            while self.recent.front().is_some_and(|r| r.at < time - keep) {
-                self.recent.pop_front();
-            }
+            self.pairing
+                .printed(flow.connection(), draft.finding.cause, time, keep);
         }
-        self.summary
-            .add(&draft.finding, draft.flow.map(|f| f.local.port()), 1);
+        self.summary.add(
+            &draft.finding,
+            draft.flow.map(|f| f.local.port()),
+            draft.finding.count,
+        );
         self.aggregate(draft)
     }
 
@@ -324,26 +435,14 @@ impl Engine {
     /// better: a generic one (peer_reset, other_reset) yields to a specific one,
     /// and the same cause is reported once.
     fn superseded(&self, draft: &Draft, flow: FlowId) -> bool {
-        let generic = is_generic;
         let cause = draft.finding.cause;
-        let same_connection = |other: &FlowId| other.same_connection(&flow);
-        let partners = self
-            .recent
-            .iter()
-            .filter(|r| same_connection(&r.flow))
-            .map(|r| r.cause)
-            .chain(
-                self.pending
-                    .iter()
-                    .filter(|p| p.draft.flow.as_ref().is_some_and(same_connection))
-                    .map(|p| p.draft.finding.cause),
-            );
-        for other in partners {
-            if (generic(cause) && !generic(other)) || other == cause {
-                return true;
-            }
-        }
-        false
+        self.pairing
+            .partners(&flow.connection())
+            // Consecutive summaries of one service are not the two ends of a
+            // connection: only a generic one yields to them.
+            .any(|other| {
+                (is_generic(cause) && !is_generic(other)) || (other == cause && !draft.summary)
+            })
     }
 
     /// Prints the first of a key, counts repeats, prints pile-ups again as they grow.
@@ -384,7 +483,7 @@ impl Engine {
                     Some(draft.finding)
                 }
                 _ => {
-                    e.suppressed += 1;
+                    e.suppressed += draft.finding.count;
                     e.latest = Some(draft.finding);
                     None
                 }

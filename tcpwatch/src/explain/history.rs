@@ -3,7 +3,11 @@
 //! port and until when, recently completed connections, and recent resets that
 //! found no socket.
 
-use std::{collections::VecDeque, net::SocketAddr, num::NonZeroUsize};
+use std::{
+    collections::{HashMap, VecDeque},
+    net::SocketAddr,
+    num::NonZeroUsize,
+};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lru::LruCache;
@@ -57,15 +61,36 @@ impl FlowId {
         })
     }
 
-    /// Whether `other` is this connection, seen from either end. The other end
-    /// may be in another namespace (a veth pair sees the same addresses), but
-    /// not over loopback, which never leaves its namespace.
-    pub fn same_connection(&self, other: &FlowId) -> bool {
-        if *self == *other {
-            return true;
+    /// The same with the higher port (the client's ephemeral one) set to 0:
+    /// every connection to one service in one key.
+    pub fn service(&self) -> Self {
+        let mut id = *self;
+        if id.local.port() <= id.remote.port() {
+            id.remote.set_port(0);
+        } else {
+            id.local.set_port(0);
         }
-        let reversed = self.local == other.remote && self.remote == other.local;
-        reversed && (self.netns == other.netns || !self.local.ip().is_loopback())
+        id
+    }
+
+    /// The connection, whichever end sees it (see [`ConnKey`]).
+    pub fn connection(&self) -> ConnKey {
+        let (a, b) = if self.local <= self.remote {
+            (self.local, self.remote)
+        } else {
+            (self.remote, self.local)
+        };
+        ConnKey {
+            a,
+            b,
+            // Loopback never leaves its namespace; other addresses may be the
+            // two ends of a veth pair in two namespaces.
+            netns: if self.local.ip().is_loopback() {
+                self.netns
+            } else {
+                0
+            },
+        }
     }
 
     /// The same connection seen from the other end, in namespace `netns`.
@@ -76,6 +101,15 @@ impl FlowId {
             remote: self.local,
         }
     }
+}
+
+/// A connection regardless of the end that sees it: its endpoints in a fixed
+/// order, and the namespace for loopback connections (0 otherwise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    a: SocketAddr,
+    b: SocketAddr,
+    netns: u32,
 }
 
 /// One state transition.
@@ -239,6 +273,9 @@ pub struct OrphanReset {
 /// All of the above.
 pub struct History {
     flows: LruCache<FlowId, FlowHistory>,
+    /// The namespaces each (local, remote) pair of `flows` is seen in, to find
+    /// the other end of a connection across namespaces (veth) without a scan.
+    namespaces_of: HashMap<(SocketAddr, SocketAddr), Vec<u32>>,
     listeners: LruCache<(u32, u16), VecDeque<ListenerSpell>>,
     /// Completed connections, oldest first.
     pub completed: VecDeque<Completed>,
@@ -253,6 +290,7 @@ impl History {
     pub fn new(max_flows: usize) -> Self {
         Self {
             flows: LruCache::new(NonZeroUsize::new(max_flows.max(1)).unwrap_or(NonZeroUsize::MIN)),
+            namespaces_of: HashMap::new(),
             listeners: LruCache::new(NonZeroUsize::new(LISTENERS).unwrap_or(NonZeroUsize::MIN)),
             completed: VecDeque::new(),
             orphan_resets: VecDeque::new(),
@@ -274,10 +312,10 @@ impl History {
         if id.local.ip().is_loopback() {
             return None;
         }
-        self.flows
+        let namespaces = self.namespaces_of.get(&(id.remote, id.local))?;
+        namespaces
             .iter()
-            .find(|(k, _)| k.local == id.remote && k.remote == id.local)
-            .map(|(_, h)| h)
+            .find_map(|netns| self.flows.peek(&id.reversed_in(*netns)))
     }
 
     /// Who listened on (netns, port), newest first.
@@ -317,10 +355,19 @@ impl History {
         if id.local.port() == 0 || id.remote.port() == 0 {
             return;
         }
-        if self.flows.len() == self.flows.cap().get() && !self.flows.contains(&id) {
-            self.evicted += 1;
+        if !self.flows.contains(&id) {
+            if let Some((gone, _)) = self.flows.push(id, FlowHistory::new(time)) {
+                self.evicted += 1;
+                self.forget_namespace(gone);
+            }
+            self.namespaces_of
+                .entry((id.local, id.remote))
+                .or_default()
+                .push(id.netns);
         }
-        let flow = self.flows.get_or_insert_mut(id, || FlowHistory::new(time));
+        let Some(flow) = self.flows.get_mut(&id) else {
+            return;
+        };
         if event.owner.is_some() {
             flow.owner.clone_from(&event.owner);
         }
@@ -367,6 +414,16 @@ impl History {
                 }
             }
             _ => {}
+        }
+    }
+
+    fn forget_namespace(&mut self, gone: FlowId) {
+        let pair = (gone.local, gone.remote);
+        if let Some(namespaces) = self.namespaces_of.get_mut(&pair) {
+            namespaces.retain(|n| *n != gone.netns);
+            if namespaces.is_empty() {
+                self.namespaces_of.remove(&pair);
+            }
         }
     }
 
@@ -420,5 +477,45 @@ fn trim<T>(
 ) {
     while queue.len() > max || queue.front().is_some_and(|t| time(t) < oldest) {
         queue.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explain::testkit::{owner, proc, state};
+
+    fn open(ms: i64, local: &str, remote: &str, netns: u32) -> EventRecord {
+        let mut e = state(
+            ms,
+            local,
+            remote,
+            "SYN_SENT",
+            "ESTABLISHED",
+            Some(owner(7, "a", "connect")),
+            proc(7, "a"),
+        );
+        e.flow.netns = netns;
+        e
+    }
+
+    /// The other end of a veth connection is found in another namespace, and
+    /// forgotten with its flow when the table evicts it.
+    #[test]
+    fn peer_across_namespaces_and_eviction() {
+        let mut h = History::new(2);
+        h.record(&open(0, "10.0.0.1:80", "10.0.0.2:5000", 1));
+        h.record(&open(0, "10.0.0.2:5000", "10.0.0.1:80", 2));
+        let server = FlowId::of(&open(0, "10.0.0.1:80", "10.0.0.2:5000", 1)).unwrap();
+        assert!(h.peer(&server).is_some());
+        h.record(&open(5, "10.0.0.3:80", "10.0.0.4:1", 1));
+        h.record(&open(6, "10.0.0.5:80", "10.0.0.6:1", 1));
+        assert_eq!(h.evicted, 2);
+        assert!(h.peer(&server).is_none());
+        assert!(!h.namespaces_of.contains_key(&(server.remote, server.local)));
+        assert!(
+            h.namespaces_of.len() <= 2,
+            "the index shrinks with the table"
+        );
     }
 }

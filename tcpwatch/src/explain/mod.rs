@@ -6,6 +6,7 @@ pub mod finding;
 pub mod history;
 pub mod infer;
 pub mod namespaces;
+pub mod pairing;
 pub mod rule;
 pub mod rulebook;
 pub mod rules;

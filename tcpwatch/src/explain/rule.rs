@@ -67,6 +67,7 @@ impl Reset<'_> {
             key,
             level: None,
             flow: Some(self.id),
+            summary: false,
         }
     }
 
@@ -105,6 +106,8 @@ pub struct Draft {
     pub level: Option<u64>,
     /// The flow the finding is about (for matching the peer's side).
     pub flow: Option<FlowId>,
+    /// It explains events the kernel summarised during a storm.
+    pub summary: bool,
 }
 
 /// One cause's logic.

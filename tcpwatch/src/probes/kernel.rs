@@ -81,7 +81,7 @@ impl Kernel {
             accept_exit: layout(&self.features.accept_exit),
             owner_grace_ns,
             filter,
-            _pad2: 0,
+            storm_high_water: 0,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! What `tcpwatch query` and the daemon say over the unix socket: one JSON
 //! line asking, then the answer as JSON Lines: the selected `event` and
-//! `finding` records (the schema of `trace --json`, docs/schema.md), then one
-//! `query_end` line, or one `query_error` line instead.
+//! `finding` records, and `storm`/`aggregate` records of storm mode (the schema
+//! of `trace --json`, docs/schema.md), then one `query_end` line, or one
+//! `query_error` line instead.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -30,7 +31,7 @@ pub struct Request {
 pub struct End {
     /// Always `query_end`.
     pub record: String,
-    /// Events sent.
+    /// Events sent (summaries of a storm count one each).
     pub events: u64,
     /// Findings sent.
     pub findings: u64,

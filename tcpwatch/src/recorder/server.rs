@@ -200,6 +200,11 @@ async fn client(mut stream: UnixStream, recorder: &Mutex<Recorder>) -> io::Resul
                 findings += 1;
                 serde_json::to_writer(&mut out, f.as_ref())
             }
+            Recorded::Aggregate(a) => {
+                events += 1;
+                serde_json::to_writer(&mut out, a.as_ref())
+            }
+            Recorded::Storm(s) => serde_json::to_writer(&mut out, s.as_ref()),
         }
         .map_err(io::Error::other)?;
         out.push(b'\n');

@@ -1,4 +1,5 @@
-//! The recorder's store: events (of the configured kinds) and findings, oldest
+//! The recorder's store: events (of the configured kinds), findings, and what
+//! storm mode reported (its start and end, and the events it summarised), oldest
 //! first, kept for `recorder.retention` within `recorder.max_memory`. Memory is
 //! estimated per record (its structure and the text it holds); when a new
 //! record would pass the limit the oldest go first, and those dropped before
@@ -11,7 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::{
     config,
     context::sample::SampleRecord,
-    events::model::{EventRecord, Flow, Kind, Process},
+    events::model::{AggregateRecord, EventRecord, Flow, Kind, Process, StormRecord},
     explain::finding::FindingRecord,
     selection::{FlowKey, Selection},
     sinks::sink::Sink,
@@ -24,6 +25,10 @@ pub enum Recorded {
     Event(Arc<EventRecord>),
     /// A finding.
     Finding(Arc<FindingRecord>),
+    /// Storm mode started or ended.
+    Storm(Arc<StormRecord>),
+    /// Events summarised in the kernel during a storm.
+    Aggregate(Arc<AggregateRecord>),
 }
 
 impl Recorded {
@@ -32,6 +37,8 @@ impl Recorded {
         match self {
             Self::Event(e) => e.time,
             Self::Finding(f) => f.time,
+            Self::Storm(s) => s.time,
+            Self::Aggregate(a) => a.time,
         }
     }
 }
@@ -106,8 +113,8 @@ impl Recorder {
         self.expire(at);
         self.make_room(size);
         match record {
-            Recorded::Event(_) => self.stats.events += 1,
-            Recorded::Finding(_) => self.stats.findings += 1,
+            Recorded::Event(_) | Recorded::Aggregate(_) => self.stats.events += 1,
+            Recorded::Finding(_) | Recorded::Storm(_) => self.stats.findings += 1,
         }
         self.stats.memory += size as u64;
         self.entries.push_back(Entry { record, size, at });
@@ -117,8 +124,8 @@ impl Recorder {
         if let Some(entry) = self.entries.pop_front() {
             self.stats.memory -= entry.size as u64;
             match entry.record {
-                Recorded::Event(_) => self.stats.events -= 1,
-                Recorded::Finding(_) => self.stats.findings -= 1,
+                Recorded::Event(_) | Recorded::Aggregate(_) => self.stats.events -= 1,
+                Recorded::Finding(_) | Recorded::Storm(_) => self.stats.findings -= 1,
             }
         }
     }
@@ -157,6 +164,8 @@ impl Recorder {
             .filter(|e| match &e.record {
                 Recorded::Event(event) => selection.event_of(event, &flows),
                 Recorded::Finding(finding) => selection.finding(finding),
+                Recorded::Aggregate(aggregate) => selection.aggregate(aggregate),
+                Recorded::Storm(_) => true,
             })
             .map(|e| e.record.clone())
             .collect();
@@ -185,6 +194,20 @@ impl Sink for Recorder {
     }
 
     fn sample(&mut self, _sample: &SampleRecord) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn storm(&mut self, storm: &StormRecord) -> io::Result<()> {
+        let size = size_of::<StormRecord>() + ALLOCATION;
+        self.push(Recorded::Storm(Arc::new(storm.clone())), size);
+        Ok(())
+    }
+
+    fn aggregate(&mut self, aggregate: &AggregateRecord) -> io::Result<()> {
+        if self.events.contains(&aggregate.kind) {
+            let size = aggregate_size(aggregate);
+            self.push(Recorded::Aggregate(Arc::new(aggregate.clone())), size);
+        }
         Ok(())
     }
 
@@ -249,6 +272,29 @@ pub fn event_size(e: &EventRecord) -> usize {
             ALLOCATION
                 + s.flags
                     .iter()
+                    .map(|f| size_of::<String>() + text(f))
+                    .sum::<usize>()
+        })
+}
+
+/// Estimated memory of a storm summary.
+pub fn aggregate_size(a: &AggregateRecord) -> usize {
+    size_of::<AggregateRecord>()
+        + 2 * ALLOCATION
+        + flow_size(&a.example)
+        + [&a.old_state, &a.new_state, &a.state, &a.reason]
+            .into_iter()
+            .map(|s| opt(s.as_ref()))
+            .sum::<usize>()
+        + text(&a.port_side)
+        + [&a.owner, &a.listener]
+            .into_iter()
+            .flatten()
+            .map(|p| size_of::<Process>() + process_size(p))
+            .sum::<usize>()
+        + a.segment_flags.as_ref().map_or(0, |f| {
+            ALLOCATION
+                + f.iter()
                     .map(|f| size_of::<String>() + text(f))
                     .sum::<usize>()
         })

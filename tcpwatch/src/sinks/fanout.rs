@@ -14,7 +14,9 @@ use super::{
     sink::{Progress, Sink},
 };
 use crate::{
-    context::sample::SampleRecord, events::model::EventRecord, explain::finding::FindingRecord,
+    context::sample::SampleRecord,
+    events::model::{AggregateRecord, EventRecord, StormRecord},
+    explain::finding::FindingRecord,
     recorder::store::Recorder,
 };
 
@@ -65,6 +67,29 @@ impl Sink for Fanout {
         self.metrics.sample(sample)?;
         if let Some(file) = &mut self.file {
             file.sample(sample)?;
+        }
+        Ok(())
+    }
+
+    fn storm(&mut self, storm: &StormRecord) -> io::Result<()> {
+        self.journald.storm(storm)?;
+        if let Some(file) = &mut self.file {
+            file.storm(storm)?;
+        }
+        if let Some(mut recorder) = self.recorder() {
+            recorder.storm(storm)?;
+        }
+        Ok(())
+    }
+
+    fn aggregate(&mut self, aggregate: &AggregateRecord) -> io::Result<()> {
+        self.metrics.aggregate(aggregate)?;
+        self.journald.aggregate(aggregate)?;
+        if let Some(file) = &mut self.file {
+            file.aggregate(aggregate)?;
+        }
+        if let Some(mut recorder) = self.recorder() {
+            recorder.aggregate(aggregate)?;
         }
         Ok(())
     }

@@ -26,7 +26,7 @@ use super::{
 use crate::{
     config,
     context::sample::SampleRecord,
-    events::model::{EventRecord, Kind},
+    events::model::{AggregateRecord, EventRecord, Kind, StormRecord},
     explain::finding::FindingRecord,
 };
 
@@ -176,6 +176,17 @@ impl Sink for JsonFile {
 
     fn finding(&mut self, finding: &FindingRecord) -> io::Result<()> {
         self.output.finding(finding)
+    }
+
+    fn storm(&mut self, storm: &StormRecord) -> io::Result<()> {
+        self.output.storm(storm)
+    }
+
+    fn aggregate(&mut self, aggregate: &AggregateRecord) -> io::Result<()> {
+        if self.events.contains(&aggregate.kind) {
+            self.output.aggregate(aggregate)?;
+        }
+        Ok(())
     }
 
     fn sample(&mut self, sample: &SampleRecord) -> io::Result<()> {

@@ -18,7 +18,7 @@ use super::{sink::Sink, terminal};
 use crate::{
     config,
     context::sample::SampleRecord,
-    events::model::{EventRecord, Kind, Process},
+    events::model::{AggregateRecord, EventRecord, Kind, Process, StormPhase, StormRecord},
     explain::finding::{Confidence, FindingRecord},
 };
 
@@ -121,6 +121,46 @@ impl Sink for Journald {
             f.cause.id(),
             f.title,
             f.summary
+        );
+        Ok(())
+    }
+
+    fn storm(&mut self, storm: &StormRecord) -> io::Result<()> {
+        let phase = match storm.phase {
+            StormPhase::Started => "started",
+            StormPhase::Ended => "ended",
+        };
+        warn!(
+            target: TARGET,
+            tcpwatch_record = "storm",
+            tcpwatch_phase = phase,
+            tcpwatch_count = storm.summarised,
+            "{}",
+            terminal::storm_line(storm)
+        );
+        Ok(())
+    }
+
+    fn aggregate(&mut self, a: &AggregateRecord) -> io::Result<()> {
+        if !self.events.contains(&a.kind) {
+            return Ok(());
+        }
+        let owner = a.owner.as_ref().or(a.listener.as_ref());
+        info!(
+            target: TARGET,
+            tcpwatch_record = "aggregate",
+            tcpwatch_kind = a.kind.as_str(),
+            tcpwatch_reason = a.reason.as_deref(),
+            tcpwatch_port = a.port,
+            tcpwatch_netns = a.netns,
+            tcpwatch_count = a.count,
+            tcpwatch_pid = pid(owner),
+            tcpwatch_comm = comm(owner),
+            tcpwatch_unit = unit(owner),
+            tcpwatch_container = container(owner),
+            tcpwatch_cgroup = cgroup(owner),
+            "{}",
+            terminal::aggregate_line(a, self.home_netns)
         );
         Ok(())
     }

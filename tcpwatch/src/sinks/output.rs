@@ -6,7 +6,9 @@ use bytes::{BufMut, BytesMut};
 
 use super::{finding_block, sink::Sink, terminal};
 use crate::{
-    context::sample::SampleRecord, events::model::EventRecord, explain::finding::FindingRecord,
+    context::sample::SampleRecord,
+    events::model::{AggregateRecord, EventRecord, StormRecord},
+    explain::finding::FindingRecord,
 };
 
 /// Output format.
@@ -54,6 +56,32 @@ impl<W: Write> Output<W> {
         Ok(())
     }
 
+    /// Adds a storm-mode start or end.
+    pub fn storm(&mut self, storm: &StormRecord) -> io::Result<()> {
+        match self.format {
+            Format::Text => self
+                .buffer
+                .put_slice(terminal::storm_line(storm).as_bytes()),
+            Format::Json => serde_json::to_writer((&mut self.buffer).writer(), storm)
+                .map_err(io::Error::other)?,
+        }
+        self.buffer.put_u8(b'\n');
+        Ok(())
+    }
+
+    /// Adds an "N events summarised" record.
+    pub fn aggregate(&mut self, aggregate: &AggregateRecord) -> io::Result<()> {
+        match self.format {
+            Format::Text => self
+                .buffer
+                .put_slice(terminal::aggregate_line(aggregate, self.home_netns).as_bytes()),
+            Format::Json => serde_json::to_writer((&mut self.buffer).writer(), aggregate)
+                .map_err(io::Error::other)?,
+        }
+        self.buffer.put_u8(b'\n');
+        Ok(())
+    }
+
     /// Adds a finding: a block of text, or a JSON line.
     pub fn finding(&mut self, finding: &FindingRecord) -> io::Result<()> {
         match self.format {
@@ -74,6 +102,15 @@ impl<W: Write> Output<W> {
     pub fn sample(&mut self, sample: &SampleRecord) -> io::Result<()> {
         if self.format == Format::Json {
             serde_json::to_writer((&mut self.buffer).writer(), sample).map_err(io::Error::other)?;
+            self.buffer.put_u8(b'\n');
+        }
+        Ok(())
+    }
+
+    /// Adds the exit `stats` record (JSON only: text output has the stderr line).
+    pub fn stats(&mut self, stats: &serde_json::Value) -> io::Result<()> {
+        if self.format == Format::Json {
+            serde_json::to_writer((&mut self.buffer).writer(), stats).map_err(io::Error::other)?;
             self.buffer.put_u8(b'\n');
         }
         Ok(())
@@ -118,6 +155,18 @@ impl<W: Write> Sink for Output<W> {
 
     fn sample(&mut self, sample: &SampleRecord) -> io::Result<()> {
         Output::sample(self, sample)
+    }
+
+    fn storm(&mut self, storm: &StormRecord) -> io::Result<()> {
+        Output::storm(self, storm)
+    }
+
+    fn aggregate(&mut self, aggregate: &AggregateRecord) -> io::Result<()> {
+        Output::aggregate(self, aggregate)
+    }
+
+    fn stats(&mut self, stats: &serde_json::Value) -> io::Result<()> {
+        Output::stats(self, stats)
     }
 
     fn summary(&mut self, text: &str, json: &serde_json::Value) -> io::Result<()> {

@@ -43,7 +43,7 @@ use crate::{
     context::sample::SampleRecord,
     events::{
         counters::KernelCounters,
-        model::{EventRecord, Kind, Process},
+        model::{AggregateRecord, EventRecord, Kind, Process},
     },
     explain::finding::FindingRecord,
     recorder::store::RecorderStats,
@@ -189,8 +189,12 @@ impl fmt::Debug for KernelStats {
 
 fn kind_label(counter: KernelCounter) -> &'static str {
     match counter {
-        KernelCounter::EmittedState | KernelCounter::LostState => "state",
-        KernelCounter::EmittedResetSent | KernelCounter::LostResetSent => "reset_sent",
+        KernelCounter::EmittedState | KernelCounter::LostState | KernelCounter::SummarisedState => {
+            "state"
+        }
+        KernelCounter::EmittedResetSent
+        | KernelCounter::LostResetSent
+        | KernelCounter::SummarisedResetSent => "reset_sent",
         _ => "reset_received",
     }
 }
@@ -201,7 +205,7 @@ impl Collector for KernelStats {
             return Ok(());
         };
         let counters = KernelCounters::read(&ebpf).unwrap_or_default();
-        let families: [(&str, &str, &[KernelCounter]); 2] = [
+        let families: [(&str, &str, &[KernelCounter]); 3] = [
             (
                 "tcpwatch_ring_events",
                 "Events the kernel programs wrote to the ring buffer, by kind.",
@@ -218,6 +222,15 @@ impl Collector for KernelStats {
                     KernelCounter::LostState,
                     KernelCounter::LostResetSent,
                     KernelCounter::LostResetReceived,
+                ],
+            ),
+            (
+                "tcpwatch_ring_summarised",
+                "Events counted in the kernel during storms instead of sent one by one, by kind (they reach the other metrics as summaries).",
+                &[
+                    KernelCounter::SummarisedState,
+                    KernelCounter::SummarisedResetSent,
+                    KernelCounter::SummarisedResetReceived,
                 ],
             ),
         ];
@@ -248,6 +261,16 @@ impl Collector for KernelStats {
                 "tcpwatch_unattributed_events",
                 "Events on a live socket whose owner was unknown.",
                 KernelCounter::Unattributed,
+            ),
+            (
+                "tcpwatch_summary_overflow",
+                "Storm-mode events that found no room in the summary map: counted only here.",
+                KernelCounter::SummaryOverflow,
+            ),
+            (
+                "tcpwatch_storms",
+                "Times storm mode started (events came faster than they could be taken).",
+                KernelCounter::Storms,
             ),
         ] {
             let metric = ConstCounter::new(counters.get(counter));
@@ -592,36 +615,75 @@ fn owner_labels(p: Option<&Process>) -> (String, String) {
     )
 }
 
-impl Sink for Metrics {
-    fn event(&mut self, event: &EventRecord) -> io::Result<()> {
-        match event.kind {
+impl Metrics {
+    /// Counts `count` events of one kind, transition or reason, and owner.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the fields of an event or a summary"
+    )]
+    fn count(
+        &mut self,
+        kind: Kind,
+        old_state: Option<&String>,
+        new_state: Option<&String>,
+        reason: Option<&String>,
+        owner: Option<&Process>,
+        count: u64,
+    ) {
+        match kind {
             Kind::State => {
                 let labels = TransitionLabels {
-                    from: event.old_state.clone().unwrap_or_default(),
-                    to: event.new_state.clone().unwrap_or_default(),
+                    from: old_state.cloned().unwrap_or_default(),
+                    to: new_state.cloned().unwrap_or_default(),
                 };
-                self.transitions.get_or_create(&labels).inc();
+                self.transitions.get_or_create(&labels).inc_by(count);
             }
             Kind::ResetSent | Kind::ResetReceived => {
-                let (owner_comm, owner_unit) =
-                    owner_labels(event.owner.as_ref().or(event.listener.as_ref()));
+                let (owner_comm, owner_unit) = owner_labels(owner);
                 let labels = ResetLabels {
-                    direction: if event.kind == Kind::ResetSent {
+                    direction: if kind == Kind::ResetSent {
                         "sent"
                     } else {
                         "received"
                     },
-                    reason: event.reason.clone().unwrap_or_default(),
+                    reason: reason.cloned().unwrap_or_default(),
                     owner_comm,
                     owner_unit,
                 };
-                self.resets.inc(labels, 1, |l| ResetLabels {
+                self.resets.inc(labels, count, |l| ResetLabels {
                     owner_comm: OTHER.into(),
                     owner_unit: OTHER.into(),
                     ..l
                 });
             }
         }
+    }
+}
+
+impl Sink for Metrics {
+    fn event(&mut self, e: &EventRecord) -> io::Result<()> {
+        let owner = e.owner.as_ref().or(e.listener.as_ref());
+        self.count(
+            e.kind,
+            e.old_state.as_ref(),
+            e.new_state.as_ref(),
+            e.reason.as_ref(),
+            owner,
+            1,
+        );
+        Ok(())
+    }
+
+    fn aggregate(&mut self, a: &AggregateRecord) -> io::Result<()> {
+        let owner = a.owner.as_ref().or(a.listener.as_ref());
+        self.count(
+            a.kind,
+            a.old_state.as_ref(),
+            a.new_state.as_ref(),
+            a.reason.as_ref(),
+            owner,
+            a.count,
+        );
         Ok(())
     }
 

@@ -7,7 +7,10 @@ use std::io;
 
 use crate::{
     context::sample::SampleRecord,
-    events::{decode::DecodeStats, model::EventRecord},
+    events::{
+        decode::DecodeStats,
+        model::{AggregateRecord, EventRecord, StormRecord},
+    },
     explain::finding::FindingRecord,
 };
 
@@ -28,6 +31,18 @@ pub trait Sink {
     fn finding(&mut self, finding: &FindingRecord) -> io::Result<()>;
     /// Takes one namespace sample.
     fn sample(&mut self, sample: &SampleRecord) -> io::Result<()>;
+    /// Takes a storm-mode start or end.
+    fn storm(&mut self, _storm: &StormRecord) -> io::Result<()> {
+        Ok(())
+    }
+    /// Takes events the kernel summarised during a storm ("N events").
+    fn aggregate(&mut self, _aggregate: &AggregateRecord) -> io::Result<()> {
+        Ok(())
+    }
+    /// Takes the exit `stats` record.
+    fn stats(&mut self, _stats: &serde_json::Value) -> io::Result<()> {
+        Ok(())
+    }
     /// Takes the ranking of causes (`--summary`): text, or its JSON form.
     fn summary(&mut self, _text: &str, _json: &serde_json::Value) -> io::Result<()> {
         Ok(())

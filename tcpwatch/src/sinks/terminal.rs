@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use chrono::Local;
 
-use crate::events::model::{EventRecord, Kind, Process};
+use crate::events::model::{AggregateRecord, EventRecord, Kind, Process, StormPhase, StormRecord};
 
 /// Formats one event line (no trailing newline). `home_netns` is left out of the
 /// line; any other namespace is shown.
@@ -54,6 +54,61 @@ pub fn line(event: &EventRecord, home_netns: u32) -> String {
     let _ = write!(out, "  actor={}", who(Some(&event.actor), false));
     if event.flow.netns != home_netns {
         let _ = write!(out, "  netns={}", event.flow.netns);
+    }
+    out
+}
+
+/// A storm-mode start or end line.
+pub fn storm_line(storm: &StormRecord) -> String {
+    let time = storm.time.with_timezone(&Local).format("%H:%M:%S%.6f");
+    match storm.phase {
+        StormPhase::Started => format!(
+            "{time} STORM started: events arrive faster than tcpwatch can take them; the kernel now counts them per kind, reason, owner and port (SUMMARY lines) instead of sending each"
+        ),
+        StormPhase::Ended => format!(
+            "{time} STORM ended after {:.1} s: {} events summarised; events are shown one by one again",
+            (storm.time - storm.since).num_milliseconds().max(0) as f64 / 1000.0,
+            storm.summarised
+        ),
+    }
+}
+
+/// An "N events summarised" line.
+pub fn aggregate_line(a: &AggregateRecord, home_netns: u32) -> String {
+    let mut out = String::with_capacity(160);
+    let time = a.time.with_timezone(&Local).format("%H:%M:%S%.6f");
+    let what = match a.kind {
+        Kind::State => format!(
+            "{} -> {}",
+            a.old_state.as_deref().unwrap_or("?"),
+            a.new_state.as_deref().unwrap_or("?")
+        ),
+        Kind::ResetSent => format!(
+            "{}{}",
+            a.reason.as_deref().unwrap_or("reason-unknown"),
+            a.state
+                .as_deref()
+                .map(|s| format!(" in {s}"))
+                .unwrap_or_default()
+        ),
+        Kind::ResetReceived => format!("in {}", a.state.as_deref().unwrap_or("?")),
+    };
+    let _ = write!(
+        out,
+        "{time} SUMMARY {:<14} {} events summarised over {:.1} s: {what}  {} port {}  owner={}",
+        a.kind.as_str(),
+        a.count,
+        (a.time - a.since).num_milliseconds().max(0) as f64 / 1000.0,
+        a.port_side,
+        a.port,
+        who(a.owner.as_ref(), false)
+    );
+    if a.listener.is_some() {
+        let _ = write!(out, " listener={}", who(a.listener.as_ref(), false));
+    }
+    let _ = write!(out, "  e.g. {} > {}", a.example.src, a.example.dst);
+    if a.netns != home_netns {
+        let _ = write!(out, "  netns={}", a.netns);
     }
     out
 }

@@ -30,6 +30,8 @@ pub struct Trace {
     pub findings: Vec<Value>,
     /// Sample records.
     pub samples: Vec<Value>,
+    /// Every record, in order.
+    pub records: Vec<Value>,
     /// Everything tcpwatch printed on stdout (a recording).
     pub raw: String,
     /// Everything tcpwatch wrote on stderr.
@@ -119,6 +121,7 @@ impl Tracer {
             events: of("event"),
             findings: of("finding"),
             samples: of("sample"),
+            records,
             raw: out,
             stderr,
             code: status,

@@ -166,6 +166,7 @@ impl Rule for AcceptQueueOverflow {
                     key: format!("accept_queue_overflow:{}:{}", s.netns, l.local),
                     level: Some(total),
                     flow: None,
+                    summary: false,
                 }
             })
             .collect()

@@ -111,6 +111,7 @@ impl Rule for CloseWaitLeak {
                     key: format!("close_wait_leak:{}:{}", s.netns, owner.as_ref().map_or(0, |o| o.pid)),
                     level: Some(n as u64),
                     flow: None,
+                    summary: false,
                 }
             })
             .collect()

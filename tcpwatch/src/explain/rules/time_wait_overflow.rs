@@ -178,6 +178,7 @@ impl Rule for TimeWaitOverflow {
             key: format!("time_wait_overflow:{}", s.netns),
             level: Some(*total),
             flow: None,
+            summary: false,
         }]
     }
 }

@@ -132,6 +132,7 @@ impl Rule for TimeWaitPileup {
                 key: format!("time_wait_pileup:{}:port:{}", s.netns, port.port),
                 level: Some(u64::from(n)),
                 flow: None,
+                summary: false,
             });
         }
         let ephemeral = s.sysctls.get("net.ipv4.ip_local_port_range").and_then(|r| {
@@ -198,6 +199,7 @@ impl Rule for TimeWaitPileup {
                 key: format!("time_wait_pileup:{}:dest:{}", s.netns, d.remote),
                 level: Some(u64::from(n)),
                 flow: None,
+                summary: false,
             });
         }
         drafts

@@ -1,0 +1,123 @@
+//! Connection churn: nginx answering every request with `Connection: close`
+//! (keepalive_timeout 0) under wrk, on loopback in the bench's namespace;
+//! requests per second traced against untraced, alternating runs.
+
+use std::{
+    fs,
+    net::TcpStream,
+    path::Path,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use super::{report::Report, traced::Traced};
+
+/// nginx with one worker on 127.0.0.1:8080.
+struct Nginx(Child);
+
+impl Nginx {
+    fn start(dir: &Path) -> Result<Self> {
+        let d = dir.display();
+        fs::write(
+            dir.join("nginx.conf"),
+            format!(
+                "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\nuser root;\nevents {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  keepalive_timeout 0;\n  server {{ listen 127.0.0.1:8080 backlog=4096; location / {{ return 200 \"ok\\n\"; }} }}\n}}\n"
+            ),
+        )?;
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-p")
+            .arg(dir)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .spawn()
+            .context("nginx (apt-get install nginx-light)")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect("127.0.0.1:8080").is_err() {
+            if Instant::now() > deadline {
+                bail!("nginx did not listen within 10 s");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Self(child))
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One wrk run; requests per second.
+fn wrk(seconds: u64) -> Result<f64> {
+    let out = Command::new("wrk")
+        .args([
+            "-t1",
+            "-c16",
+            &format!("-d{seconds}s"),
+            "-H",
+            "Connection: close",
+        ])
+        .arg("http://127.0.0.1:8080/")
+        .output()
+        .context("wrk (apt-get install wrk)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk's output: {text}"))
+}
+
+/// Runs the churn benchmark: `rounds` pairs of untraced and traced runs.
+pub fn run(
+    tcpwatch: &Path,
+    netns: u32,
+    dir: &Path,
+    seconds: u64,
+    rounds: usize,
+    report: &mut Report,
+) -> Result<()> {
+    let _nginx = Nginx::start(dir)?;
+    wrk(2)?; // warm up
+    let (mut untraced, mut traced_rates, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
+    let mut storms = 0;
+    for _ in 0..rounds {
+        untraced.push(wrk(seconds)?);
+        let mut traced =
+            Traced::start(tcpwatch, &["--kind", "all", "--netns", &netns.to_string()])?;
+        traced.reset_window()?;
+        traced_rates.push(wrk(seconds)?);
+        cpu.push(traced.usage()?.cpu_share);
+        storms += super::traced::stat(&traced.stop()?, &["storms"]);
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    report.table(
+        &format!("Connection churn: nginx + wrk, Connection: close ({rounds} x {seconds} s each)"),
+        &[
+            "untraced req/s",
+            "traced req/s",
+            "traced/untraced",
+            "tcpwatch CPU (one core)",
+            "storms while traced",
+        ],
+        vec![vec![
+            format!("{:.0}", mean(&untraced)),
+            format!("{:.0}", mean(&traced_rates)),
+            format!(
+                "{:.1}%",
+                100.0 * mean(&traced_rates) / mean(&untraced).max(1.0)
+            ),
+            format!("{:.0}%", 100.0 * mean(&cpu)),
+            storms.to_string(),
+        ]],
+    );
+    Ok(())
+}
