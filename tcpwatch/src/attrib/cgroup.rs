@@ -202,7 +202,8 @@ impl Cgroups {
         }
     }
 
-    /// Annotates every process of an event.
+    /// Annotates the owner and the listener of an event (not the on-CPU actor:
+    /// in softirq it is whoever was interrupted, and this runs for every event).
     pub fn annotate_event(&mut self, event: &mut EventRecord) {
         if let Some(owner) = &mut event.owner {
             self.annotate(owner);
@@ -210,7 +211,6 @@ impl Cgroups {
         if let Some(listener) = &mut event.listener {
             self.annotate(listener);
         }
-        self.annotate(&mut event.actor);
     }
 
     fn lookup_tree(&mut self, root: &Path, id: u64) -> Lookup {
