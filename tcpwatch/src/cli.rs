@@ -6,7 +6,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use tcpwatch_common::limits;
 
-use crate::filters::{self, Kinds, Prefix};
+use crate::{
+    filters::{self, Kinds, Prefix},
+    selection::{self, CgroupMatch, Selection},
+};
 
 /// tcpwatch: who reset this TCP connection, and why.
 ///
@@ -43,6 +46,112 @@ pub enum Command {
     /// Explain a recording (`tcpwatch trace --json --kind all > FILE`) later or
     /// elsewhere: replay it through the rules and print the findings.
     Explain(ExplainCmdArgs),
+    /// Run as a service: trace continuously as a configuration file says, serve
+    /// OpenMetrics, log findings to journald, and keep a flight recorder.
+    Daemon(DaemonArgs),
+    /// Ask the running daemon what happened recently (its flight recorder).
+    Query(QueryArgs),
+    /// Write the man pages or print shell completions.
+    Generate(GenerateArgs),
+}
+
+/// `tcpwatch daemon`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Signals: SIGHUP reloads the configuration (a bad file keeps the running one), SIGTERM stops.\nExample:\n  tcpwatch daemon --config /etc/tcpwatch/config.toml --check"
+)]
+pub struct DaemonArgs {
+    /// The configuration file (TOML; every key and its default are in the
+    /// packaged example). Default: /etc/tcpwatch/config.toml, or the defaults
+    /// when that does not exist.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Only check the configuration and exit.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// `tcpwatch query`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  sudo tcpwatch query --since 10m\n  sudo tcpwatch query --cause keepalive_idle_race --unit nginx\n  sudo tcpwatch query --port 6379 --json"
+)]
+pub struct QueryArgs {
+    /// How far back (e.g. 30s, 5m, 1h).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub since: Duration,
+    /// Only flows with this local or remote port (or pile-ups on it). Repeatable.
+    #[arg(long, value_name = "PORT")]
+    pub port: Vec<u16>,
+    /// Only records whose owner (or listener, or peer) is this process. Repeatable.
+    #[arg(long, value_name = "PID")]
+    pub pid: Vec<u32>,
+    /// Only findings of this cause (docs/causes), and the events of their
+    /// connections. Repeatable.
+    #[arg(long, value_name = "CAUSE", value_parser = parse_cause)]
+    pub cause: Vec<crate::explain::cause::Cause>,
+    /// Units, cgroups, containers.
+    #[command(flatten)]
+    pub placement: PlacementArgs,
+    /// Print JSON Lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The daemon's query socket.
+    #[arg(long, value_name = "PATH", default_value = "/run/tcpwatch/query.sock")]
+    pub socket: std::path::PathBuf,
+}
+
+/// `tcpwatch generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What to generate.
+    #[command(subcommand)]
+    pub what: Generate,
+}
+
+/// What `generate` writes.
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// Man pages, one per command (tcpwatch.1, tcpwatch-trace.1, ...), into DIR.
+    Man {
+        /// Where to write them.
+        dir: std::path::PathBuf,
+    },
+    /// Shell completions, on stdout.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Where the processes run, decided in user space from their cgroup; shared by
+/// `trace` and `query`.
+#[derive(Debug, Args)]
+pub struct PlacementArgs {
+    /// Only events and findings whose owner (or listener, or peer) runs in this
+    /// systemd unit (`nginx` means `nginx.service`). Repeatable.
+    #[arg(long, value_name = "UNIT", value_parser = selection::parse_unit)]
+    pub unit: Vec<String>,
+    /// ...in this cgroup: an id (as in `cgroup_id`) or a path such as
+    /// /system.slice/nginx.service (and below). Repeatable.
+    #[arg(long, value_name = "ID|PATH", value_parser = CgroupMatch::parse)]
+    pub cgroup: Vec<CgroupMatch>,
+    /// ...in this container: its id or a prefix of it. Repeatable.
+    #[arg(long, value_name = "ID", value_parser = selection::parse_container)]
+    pub container: Vec<String>,
+}
+
+impl PlacementArgs {
+    /// The selection these options make.
+    pub fn selection(&self) -> Selection {
+        Selection {
+            units: self.unit.clone(),
+            cgroups: self.cgroup.clone(),
+            containers: self.container.clone(),
+            ..Selection::default()
+        }
+    }
 }
 
 /// Tuning of the explanations, shared by `trace` and `explain`.
@@ -130,6 +239,9 @@ pub struct TraceArgs {
     /// Repeatable.
     #[arg(long, value_name = "NETNS", value_parser = filters::parse_netns)]
     pub netns: Vec<u32>,
+    /// Units, cgroups, containers.
+    #[command(flatten)]
+    pub placement: PlacementArgs,
     /// Stop after this long (e.g. 30s, 5m).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
@@ -186,6 +298,14 @@ pub struct ProbesArgs {
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|_| format!("'{text}' is not a duration (for example 500ms, 30s, 5m, 1h)"))
+}
+
+fn parse_cause(text: &str) -> Result<crate::explain::cause::Cause, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|_| {
+        format!(
+            "'{text}' is not a cause id (see docs/causes, e.g. no_listener, keepalive_idle_race)"
+        )
+    })
 }
 
 fn parse_sample_interval(text: &str) -> Result<Duration, String> {

@@ -15,20 +15,27 @@
 //!
 //! Modules: `probes` (what the kernel offers, the attach plan, loading),
 //! `events` (ring buffer → validated records → public schema, storm mode),
-//! `attrib` (start-up census of socket owners), `context` (namespace
-//! samples: counters, sysctls, socket states), `explain` (rules → findings),
-//! `sinks` (text and JSON Lines), `cmd` (subcommands). The binary
+//! `attrib` (start-up census of socket owners, cgroups → units and
+//! containers), `context` (namespace samples: counters, sysctls, socket
+//! states), `explain` (rules → findings), `sinks` (text, JSON Lines, metrics,
+//! journald, file), `recorder` (the daemon's flight recorder), `config` (the
+//! daemon's file), `cmd` (subcommands). The binary
 //! (`src/main.rs`) parses the command line and runs a subcommand; the library
 //! exists so the fuzz targets (`fuzz/`) can reach the decoders.
 
 pub mod attrib;
 pub mod cli;
 pub mod cmd;
+pub mod config;
 pub mod context;
 pub mod events;
 pub mod exit;
 pub mod explain;
 pub mod filters;
+pub mod logging;
 pub mod privileges;
 pub mod probes;
+pub mod recorder;
+pub mod selection;
+pub mod service_manager;
 pub mod sinks;

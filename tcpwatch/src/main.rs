@@ -1,15 +1,15 @@
 //! The `tcpwatch` command: parses the command line, sets up logging, and runs
 //! a subcommand of the library (see the crate docs of `tcpwatch`).
 
-use std::{io::IsTerminal as _, process::ExitCode};
+use std::process::ExitCode;
 
 use clap::Parser as _;
 use tcpwatch::{
     cli::{Cli, Command},
     cmd, exit,
     exit::{Failure, OrExit},
+    logging,
 };
-use tracing_subscriber::EnvFilter;
 
 /// jemalloc: see its line in Cargo.toml.
 #[global_allocator]
@@ -34,8 +34,9 @@ fn main() -> ExitCode {
         Err(e) => e.exit(), // --help, --version
     };
     let bpf_log = matches!(&cli.command, Command::Trace(t) if t.bpf_log);
-    init_logging(cli.verbose, bpf_log);
-    match run(cli) {
+    let daemon = matches!(&cli.command, Command::Daemon(_));
+    let logging = logging::init(cli.verbose, bpf_log, daemon);
+    match run(cli, &logging) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("tcpwatch: {failure}");
@@ -44,35 +45,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), Failure> {
+fn run(cli: Cli, logging: &logging::Logging) -> Result<(), Failure> {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .or_runtime()
+    };
     match cli.command {
         Command::Probes(args) => cmd::probes::run(&args),
         Command::Explain(args) => cmd::explain::run(&args),
-        Command::Trace(args) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .or_runtime()?
-            .block_on(cmd::trace::run(*args)),
+        Command::Trace(args) => runtime()?.block_on(cmd::trace::run(*args)),
+        Command::Daemon(args) => runtime()?.block_on(cmd::daemon::run(&args, logging)),
+        Command::Query(args) => cmd::query::run(&args),
+        Command::Generate(args) => cmd::generate::run(&args),
     }
-}
-
-/// Diagnostics to stderr. `bpf_log` lets the kernel programs' records (target
-/// `tcpwatch_ebpf`, forwarded by aya-log) through at every level.
-fn init_logging(verbose: u8, bpf_log: bool) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    if bpf_log && let Ok(directive) = "tcpwatch_ebpf=trace".parse() {
-        filter = filter.add_directive(directive);
-    }
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .without_time()
-        .init();
 }

@@ -504,7 +504,17 @@ fn accept_queue_abort() {
                 .as_array()
                 .is_some_and(|e| e.iter().any(|e| e["fact"] == "listen_overflows"))
         })
-        .unwrap_or_else(|| panic!("no accept-queue finding: {found:?}"));
+        .unwrap_or_else(|| {
+            let samples: Vec<String> = trace
+                .samples
+                .iter()
+                .map(|s| format!("{} {} {}", s["time"], s["counters"], s["listeners"]))
+                .collect();
+            panic!(
+                "no accept-queue finding: {found:?}\nsamples:\n{}",
+                samples.join("\n")
+            )
+        });
     assert!(number(queue, "listen_overflows") >= 1.0, "{queue}");
     assert_eq!(number(queue, "accept_backlog"), 1.0, "{queue}");
     assert_eq!(number(queue, "tcp_abort_on_overflow"), 1.0, "{queue}");

@@ -3,8 +3,12 @@
 //!
 //! - `cargo xtask setup`: install the offline eBPF toolchain (idempotent).
 //! - `cargo xtask bench`: measure tcpwatch's cost (docs/performance.md).
+//! - `cargo xtask deb`: build the Debian package.
+//! - `cargo xtask service-test`: the unit under systemd as PID 1 (nspawn).
 
 mod bench;
+mod deb;
+mod service_test;
 mod setup;
 
 use std::process::ExitCode;
@@ -24,6 +28,13 @@ enum Command {
     /// rustc-web, cargo-web and rust-web-src, the LLVM matching that rustc, and
     /// bpf-linker built against it. Idempotent; fast when already done.
     Setup(setup::Args),
+    /// Build the Debian package (binary, systemd unit, example configuration, man
+    /// pages, shell completions) into target/debian/.
+    Deb(deb::Args),
+    /// Check the systemd unit's exposure score, then boot a Debian root with systemd
+    /// as PID 1 (systemd-nspawn), install the .deb there and test the service: READY,
+    /// journald fields, metrics, query, reload, clean stop. Needs root.
+    ServiceTest(service_test::Args),
     /// Measure tcpwatch's cost against a floor program, bpftrace and no
     /// tracing (as root; results for docs/performance.md).
     Bench(bench::Args),
@@ -35,6 +46,8 @@ enum Command {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Setup(args) => setup::run(&args),
+        Command::Deb(args) => deb::run(&args).map(|_| ()),
+        Command::ServiceTest(args) => service_test::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::BenchLoad(args) => bench::load::run(&args),
     };

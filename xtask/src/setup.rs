@@ -32,10 +32,17 @@ const PACKAGES: &[&str] = &[
     // Scenario tests run the real servers users have.
     "nginx-light",
     "redis-server",
+    // The daemon's tests: a real Prometheus scrapes it; the service test boots a Debian
+    // root with systemd as PID 1 in systemd-nspawn and installs the .deb there.
+    "prometheus",
+    "systemd-container",
+    "debootstrap",
 ];
 
 /// bpf-linker release known to work with aya 0.14 and LLVM 22.
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// cargo-deb release `cargo xtask deb` uses (builds with Rust 1.95).
+const CARGO_DEB_VERSION: &str = "3.8.0";
 
 /// `cargo xtask setup` options.
 #[derive(clap::Args)]
@@ -79,6 +86,7 @@ pub fn run(args: &Args) -> Result<()> {
             .arg("--version")
             .output()
             .is_ok_and(|o| o.status.success());
+    install_cargo_deb(&args.prefix, args.force)?;
     if current && !args.force {
         println!("xtask: eBPF toolchain up to date ({})", record.display());
         return Ok(());
@@ -92,6 +100,34 @@ pub fn run(args: &Args) -> Result<()> {
         record.display()
     );
     Ok(())
+}
+
+/// Where setup installs cargo-deb.
+pub fn cargo_deb(prefix: &Path) -> PathBuf {
+    prefix.join("bin/cargo-deb")
+}
+
+/// Installs cargo-deb from crates.io unless the wanted version is there.
+fn install_cargo_deb(prefix: &Path, force: bool) -> Result<()> {
+    let current = Command::new(cargo_deb(prefix))
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_DEB_VERSION));
+    if current && !force {
+        return Ok(());
+    }
+    println!("xtask: building cargo-deb {CARGO_DEB_VERSION} (about a minute)");
+    run_cmd(
+        Command::new("cargo")
+            .args([
+                "install",
+                &format!("cargo-deb@{CARGO_DEB_VERSION}"),
+                "--locked",
+                "--force",
+            ])
+            .arg("--root")
+            .arg(prefix),
+    )
 }
 
 /// Packages from `names` that are not installed.
@@ -118,12 +154,28 @@ fn apt_install(packages: &[String]) -> Result<()> {
     }
     println!("xtask: installing {}", packages.join(" "));
     run_cmd(Command::new("apt-get").arg("update").arg("-q"))?;
-    run_cmd(
+    // Packages with services (prometheus) must not start them here: the tests start
+    // their own, in private network namespaces. policy-rc.d says so to invoke-rc.d.
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let ours = !policy.exists();
+    if ours {
+        fs::write(
+            policy,
+            "#!/bin/sh\n# cargo xtask setup: start no service while installing\nexit 101\n",
+        )
+        .context("writing /usr/sbin/policy-rc.d")?;
+        fs::set_permissions(policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
+    let result = run_cmd(
         Command::new("apt-get")
             .args(["install", "-y", "-q", "--no-install-recommends"])
             .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    );
+    if ours {
+        let _ = fs::remove_file(policy);
+    }
+    result
 }
 
 /// The LLVM major version a rustc is built on (`rustc -vV`).
@@ -167,7 +219,7 @@ fn install_bpf_linker(prefix: &Path, llvm: u32) -> Result<()> {
     )
 }
 
-fn run_cmd(cmd: &mut Command) -> Result<()> {
+pub fn run_cmd(cmd: &mut Command) -> Result<()> {
     let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");

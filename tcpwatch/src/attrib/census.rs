@@ -30,23 +30,17 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    fs,
     io::Read,
     net::SocketAddr,
-    os::unix::fs::MetadataExt,
-    path::{Component, Path, PathBuf},
+    path::{Path, PathBuf},
 };
 
-use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, statfs};
 use procfs::process::{FDTarget, Process};
 
 use super::{
-    netns,
+    cgroup, netns,
     sock_diag::{self, DiagSocket, Query},
 };
-
-/// Where the cgroup v2 hierarchy is usually mounted (unified, then hybrid).
-const CGROUP2_ROOTS: [&str; 2] = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"];
 
 /// One TCP socket found by the census.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -224,7 +218,7 @@ fn from_diag(netns: u32, s: DiagSocket) -> CensusSocket {
 
 /// Fills in the owner of every socket some process holds.
 fn attach_owners(sockets: &mut [CensusSocket], owners: &HashMap<u64, u32>) {
-    let cgroup_root = cgroup2_root();
+    let cgroup_root = cgroup::hierarchy_root();
     let mut described: HashMap<u32, Option<CensusOwner>> = HashMap::new();
     for socket in sockets.iter_mut().filter(|s| s.inode != 0) {
         let Some(&pid) = owners.get(&socket.inode) else {
@@ -239,7 +233,7 @@ fn attach_owners(sockets: &mut [CensusSocket], owners: &HashMap<u64, u32>) {
 
 /// comm, real uid and cgroup of `pid`; `None` if it has exited.
 pub fn describe_process(pid: u32) -> Option<CensusOwner> {
-    describe(pid, cgroup2_root().as_deref())
+    describe(pid, cgroup::hierarchy_root().as_deref())
 }
 
 /// comm, real uid and cgroup of `pid`; `None` if it has exited.
@@ -254,7 +248,7 @@ fn describe(pid: u32, cgroup_root: Option<&Path>) -> Option<CensusOwner> {
     let comm = String::from_utf8_lossy(comm.trim_ascii_end()).into_owned();
     let uid = process.status().ok()?.ruid;
     let cgroup_id = cgroup_root
-        .and_then(|root| cgroup_id(&process, root))
+        .and_then(|root| cgroup::id_of(root, &cgroup::process_path(pid)?))
         .unwrap_or(0);
     Some(CensusOwner {
         pid,
@@ -264,32 +258,10 @@ fn describe(pid: u32, cgroup_root: Option<&Path>) -> Option<CensusOwner> {
     })
 }
 
-/// The mount point of the cgroup v2 hierarchy, if mounted where expected.
-fn cgroup2_root() -> Option<PathBuf> {
-    CGROUP2_ROOTS
-        .iter()
-        .map(PathBuf::from)
-        .find(|path| statfs(path).is_ok_and(|fs| fs.filesystem_type() == CGROUP2_SUPER_MAGIC))
-}
-
-/// Inode of the process's cgroup v2 directory (the "0::" line).
-fn cgroup_id(process: &Process, root: &Path) -> Option<u64> {
-    let groups = process.cgroups().ok()?;
-    let group = groups
-        .0
-        .iter()
-        .find(|g| g.hierarchy == 0 && g.controllers.is_empty())?;
-    // Paths outside our cgroup namespace ("/../x") cannot be resolved here.
-    let relative = Path::new(&group.pathname).strip_prefix("/").ok()?;
-    if relative.components().any(|c| c == Component::ParentDir) {
-        return None;
-    }
-    Some(fs::metadata(root.join(relative)).ok()?.ino())
-}
-
 #[cfg(test)]
 mod tests {
     use std::{
+        fs,
         io::Read,
         net::{TcpListener, TcpStream},
         process::Command,
@@ -330,9 +302,9 @@ mod tests {
     }
 
     fn self_cgroup_id() -> u64 {
-        let text = fs::read_to_string("/proc/self/cgroup").unwrap();
-        let path = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
-        fs::metadata(format!("/sys/fs/cgroup{path}")).map_or(0, |m| m.ino())
+        let root = cgroup::hierarchy_root().expect("a cgroup v2 hierarchy");
+        let path = cgroup::process_path(std::process::id()).expect("own cgroup");
+        cgroup::id_of(&root, &path).unwrap_or(0)
     }
 
     fn assert_mine(socket: &CensusSocket, netns: u32) {

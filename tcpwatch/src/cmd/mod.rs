@@ -1,5 +1,9 @@
 //! Subcommands.
+pub mod daemon;
 pub mod explain;
+pub mod generate;
+pub mod pipeline;
 pub mod probes;
+pub mod query;
 pub mod session;
 pub mod trace;

@@ -1,6 +1,8 @@
 //! A running trace: drains the ring buffer, turns records into events, feeds
-//! them and the namespace samples to the explanation engine, prints events and
-//! findings, and stops on a signal, `--duration` or `--count`.
+//! them and the namespace samples to the explanation engine, hands events and
+//! findings to a [`Sink`], and stops on a signal, `--duration` or `--count`.
+//! `trace` runs one session to its end; the daemon runs it again after each
+//! SIGHUP (the kernel programs and the ring buffer stay, so nothing is lost).
 
 use std::{
     collections::HashMap,
@@ -13,6 +15,7 @@ use tcpwatch_common::counters::Counter;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
+    attrib::cgroup::Cgroups,
     context::{
         sample::SampleRecord,
         sampler::{Hint, Hints, Samples},
@@ -26,7 +29,8 @@ use crate::{
         storm::{Storm, StormOutput},
     },
     explain::{engine::Engine, finding::FindingRecord},
-    sinks::output::Output,
+    selection::Selection,
+    sinks::sink::{Progress, Sink},
 };
 
 /// Records handled per wake-up before other work (signals, timers) gets a turn.
@@ -42,10 +46,11 @@ const DRAIN_EVERY: Duration = Duration::from_millis(50);
 /// How often storm mode is checked and its counts reported.
 const STORM_POLL: Duration = Duration::from_secs(1);
 
-/// SIGINT and SIGTERM, caught.
+/// SIGINT and SIGTERM (and, for the daemon, SIGHUP), caught.
 pub struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
+    hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -54,7 +59,26 @@ impl Signals {
         Ok(Self {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
+            hangup: None,
         })
+    }
+
+    /// Installs the handlers, SIGHUP included: it ends [`Session::run`] with
+    /// [`Stop::Reload`].
+    pub fn install_with_hangup() -> io::Result<Self> {
+        Ok(Self {
+            hangup: Some(signal(SignalKind::hangup())?),
+            ..Self::install()?
+        })
+    }
+}
+
+async fn hangup(hangup: &mut Option<tokio::signal::unix::Signal>) {
+    match hangup {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -71,6 +95,8 @@ pub enum Stop {
     Count,
     /// stdout was closed.
     OutputClosed,
+    /// SIGHUP: not an end; the caller reloads and runs the session again.
+    Reload,
 }
 
 impl Stop {
@@ -82,6 +108,7 @@ impl Stop {
             Self::Duration => "duration reached",
             Self::Count => "count reached",
             Self::OutputClosed => "output closed",
+            Self::Reload => "reloading",
         }
     }
 }
@@ -96,9 +123,9 @@ enum Item {
 }
 
 /// The session.
-pub struct Session {
+pub struct Session<S: Sink> {
     converter: Converter,
-    output: Output<io::Stdout>,
+    output: S,
     decode: DecodeStats,
     shown: [u64; 3],
     findings: u64,
@@ -107,16 +134,18 @@ pub struct Session {
     engine: Option<Engine>,
     hints: Option<Hints>,
     hinted: HashMap<u32, Instant>,
+    cgroups: Cgroups,
+    selection: Selection,
     batch: Vec<Item>,
     storm: Option<Storm>,
 }
 
-impl Session {
+impl<S: Sink> Session<S> {
     /// A session printing events of `display` kinds (at most `limit`), with
     /// explanations when `engine` is given.
     pub fn new(
         converter: Converter,
-        output: Output<io::Stdout>,
+        output: S,
         display: Vec<Kind>,
         limit: Option<u64>,
         engine: Option<Engine>,
@@ -134,22 +163,42 @@ impl Session {
             engine,
             hints,
             hinted: HashMap::new(),
+            cgroups: Cgroups::new(),
+            selection: Selection::default(),
             batch: Vec::with_capacity(256),
             storm,
         }
     }
 
-    /// Runs until a stop; then prints what the kernel already submitted and
-    /// what the engine still holds. `samples` come from the sampler.
+    /// Hands on only the events and findings `selection` selects (causes
+    /// aside; the engine still sees everything).
+    pub fn with_selection(mut self, selection: Selection) -> Self {
+        self.selection = selection;
+        self
+    }
+
+    /// The sink.
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.output
+    }
+
+    /// The explanation engine, when explaining.
+    pub fn engine_mut(&mut self) -> Option<&mut Engine> {
+        self.engine.as_mut()
+    }
+
+    /// Runs until a stop; then, unless it is a [`Stop::Reload`], hands on what
+    /// the kernel already submitted and what the engine still holds. `samples`
+    /// come from the sampler (`None` once it ended).
     pub async fn run(
         &mut self,
         reader: &mut Reader,
-        samples: Option<Samples>,
+        samples: &mut Option<Samples>,
         signals: &mut Signals,
         duration: Option<Duration>,
     ) -> io::Result<Stop> {
         let mut stop = self.pump(reader, samples, signals, duration).await?;
-        if !matches!(stop, Stop::Count | Stop::OutputClosed) {
+        if !matches!(stop, Stop::Count | Stop::OutputClosed | Stop::Reload) {
             reader.drain_now(usize::MAX, |bytes| self.take(bytes));
             self.poll_storm(true)?;
             if let Some(engine) = &mut self.engine {
@@ -167,7 +216,7 @@ impl Session {
     async fn pump(
         &mut self,
         reader: &mut Reader,
-        mut samples: Option<Samples>,
+        samples: &mut Option<Samples>,
         signals: &mut Signals,
         duration: Option<Duration>,
     ) -> io::Result<Stop> {
@@ -184,13 +233,14 @@ impl Session {
             tokio::select! {
                 _ = signals.interrupt.recv() => return Ok(Stop::Interrupt),
                 _ = signals.terminate.recv() => return Ok(Stop::Terminate),
+                () = hangup(&mut signals.hangup) => return Ok(Stop::Reload),
                 () = &mut deadline, if duration.is_some() => return Ok(Stop::Duration),
                 read = reader.drain(BATCH, |bytes| self.take(bytes)) => { read?; }
                 _ = drain_tick.tick() => { reader.drain_now(BATCH, |bytes| self.take(bytes)); }
-                sample = recv_sample(&mut samples), if sampling => {
+                sample = recv_sample(samples), if sampling => {
                     match sample {
                         Some(sample) => self.sample(sample),
-                        None => samples = None,
+                        None => *samples = None,
                     }
                 }
                 _ = storm_tick.tick(), if self.storm.is_some() => self.poll_storm(false)?,
@@ -218,7 +268,10 @@ impl Session {
         for output in outputs {
             match output {
                 StormOutput::Storm(s) => self.batch.push(Item::Storm(Box::new(s))),
-                StormOutput::Aggregate(a) => {
+                StormOutput::Aggregate(mut a) => {
+                    for p in [&mut a.owner, &mut a.listener].into_iter().flatten() {
+                        self.cgroups.annotate(p);
+                    }
                     let findings = self
                         .engine
                         .as_mut()
@@ -235,10 +288,11 @@ impl Session {
 
     /// Decodes one ring-buffer record, explains it, queues what to print.
     pub fn take(&mut self, bytes: &[u8]) {
-        let record = match decode(bytes) {
+        let mut record = match decode(bytes) {
             Ok(raw) => self.converter.convert(&raw),
             Err(e) => return self.decode.count(e),
         };
+        self.cgroups.annotate_event(&mut record);
         self.hint(&record);
         if let Some(engine) = &mut self.engine {
             let findings = engine.event(&record);
@@ -252,7 +306,16 @@ impl Session {
         }
     }
 
-    fn sample(&mut self, sample: SampleRecord) {
+    fn sample(&mut self, mut sample: SampleRecord) {
+        let owners = sample.listeners.iter_mut().filter_map(|l| l.owner.as_mut());
+        for owner in owners.chain(
+            sample
+                .close_wait
+                .iter_mut()
+                .filter_map(|c| c.owner.as_mut()),
+        ) {
+            self.cgroups.annotate(owner);
+        }
         if let Some(engine) = &mut self.engine {
             let findings = engine.sample(&sample);
             self.batch.push(Item::Sample(Box::new(sample)));
@@ -263,7 +326,9 @@ impl Session {
 
     /// Tells the sampler which namespaces are active and a process in each.
     fn hint(&mut self, record: &EventRecord) {
-        let Some(hints) = &self.hints else { return };
+        if self.hints.is_none() {
+            return;
+        }
         let netns = record.flow.netns;
         if self
             .hinted
@@ -282,7 +347,9 @@ impl Session {
             return;
         }
         self.hinted.insert(netns, Instant::now());
-        hints.send(Hint { netns, pid });
+        if let Some(hints) = &mut self.hints {
+            hints.send(Hint { netns, pid });
+        }
     }
 
     /// Prints the batch; `Some` when tracing must stop.
@@ -290,6 +357,8 @@ impl Session {
         let mut stop = None;
         for item in std::mem::take(&mut self.batch) {
             match item {
+                Item::Event(record) if !self.selection.event(&record) => {}
+                Item::Finding(finding) if !self.selection.finding(&finding) => {}
                 Item::Event(record) => {
                     if self
                         .limit
@@ -320,6 +389,10 @@ impl Session {
         {
             stop = Some(Stop::Count);
         }
+        self.output.progress(&Progress {
+            decode: self.decode,
+            evicted_flows: self.engine.as_ref().map_or(0, Engine::evicted_flows),
+        });
         match self.output.flush() {
             Ok(()) => Ok(stop),
             Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(Some(Stop::OutputClosed)),
@@ -367,6 +440,7 @@ impl Session {
             "summarised": kernel.summarised(),
             "storms": self.storm.as_ref().map_or(0, |s| s.storms),
             "undecodable": self.decode.total(),
+            "sampler_hints_dropped": self.hints.as_ref().map_or(0, Hints::dropped),
             "evicted_flows": self.engine.as_ref().map_or(0, Engine::evicted_flows),
             "kernel": counters,
         });

@@ -59,12 +59,24 @@ pub struct Hint {
 }
 
 /// Where the tracer sends hints.
-pub struct Hints(SyncSender<Hint>);
+pub struct Hints {
+    tx: SyncSender<Hint>,
+    dropped: u64,
+}
 
 impl Hints {
-    /// Tells the sampler about activity (never blocks; hints are advisory).
-    pub fn send(&self, hint: Hint) {
-        let _ = self.0.try_send(hint);
+    /// Tells the sampler about activity. Never blocks: when the sampler is
+    /// behind, the hint is dropped (and counted); the namespace is then found
+    /// on a later event.
+    pub fn send(&mut self, hint: Hint) {
+        if self.tx.try_send(hint).is_err() {
+            self.dropped += 1;
+        }
+    }
+
+    /// Hints dropped because the sampler was behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 }
 
@@ -72,7 +84,9 @@ impl Hints {
 pub type Samples = tokio_mpsc::Receiver<SampleRecord>;
 
 /// Starts the sampler thread. `fixed` namespaces are always sampled (with a path
-/// into them when one is known).
+/// into them when one is known). Their first reading, the baseline every
+/// counter delta is measured from, is taken before this returns: what happens
+/// once tracing has started must not fall into it.
 pub fn start(
     names: KernelNames,
     interval: Duration,
@@ -81,10 +95,19 @@ pub fn start(
     let (hints, hint_rx) = mpsc::sync_channel(1024);
     let (sample_tx, samples) = tokio_mpsc::channel(256);
     let mut sampler = Sampler::new(names, fixed);
+    for sample in sampler.sample_all() {
+        let _ = sample_tx.try_send(sample);
+    }
     thread::Builder::new()
         .name("tcpwatch-sampler".into())
         .spawn(move || sampler.run(interval, &hint_rx, &sample_tx))?;
-    Ok((Hints(hints), samples))
+    Ok((
+        Hints {
+            tx: hints,
+            dropped: 0,
+        },
+        samples,
+    ))
 }
 
 struct Namespace {
@@ -137,11 +160,19 @@ impl Sampler {
         hints: &Receiver<Hint>,
         out: &tokio_mpsc::Sender<SampleRecord>,
     ) {
-        let mut next = Instant::now();
+        let mut next = Instant::now() + interval;
         loop {
             match hints.recv_timeout(next.saturating_duration_since(Instant::now())) {
                 Ok(hint) => {
-                    self.note(hint);
+                    // A namespace seen for the first time is read at once: its
+                    // counters' deltas are counted from this baseline, and what
+                    // happens before the next tick must not fall into it.
+                    if self.note(hint)
+                        && let Some(sample) = self.sample_one(hint.netns)
+                        && out.blocking_send(sample).is_err()
+                    {
+                        return;
+                    }
                     continue;
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -156,11 +187,13 @@ impl Sampler {
         }
     }
 
-    fn note(&mut self, hint: Hint) {
+    /// Records a hint; true if the namespace has no baseline yet and can now
+    /// be entered.
+    fn note(&mut self, hint: Hint) -> bool {
         let now = Instant::now();
         if !self.namespaces.contains_key(&hint.netns) {
             if self.namespaces.len() >= MAX_NAMESPACES {
-                return;
+                return false;
             }
             self.namespaces.insert(
                 hint.netns,
@@ -179,31 +212,37 @@ impl Sampler {
                 ns.paths.insert(0, path);
                 ns.paths.truncate(netns::PATHS_PER_NETNS);
             }
+            return ns.counters.is_none() && !ns.paths.is_empty();
         }
+        false
     }
 
     fn sample_all(&mut self) -> Vec<SampleRecord> {
         let now = Instant::now();
         self.namespaces
             .retain(|_, ns| ns.fixed || now.duration_since(ns.last_active) < ACTIVE_FOR);
-        let wanted: Vec<(u32, Vec<PathBuf>)> = self
-            .namespaces
-            .iter()
-            .map(|(id, ns)| (*id, ns.paths.clone()))
-            .collect();
-        let mut samples = Vec::new();
-        for (id, paths) in wanted {
-            let paths = if paths.is_empty() {
-                find_paths(id)
-            } else {
-                paths
-            };
-            match netns::run_in(id, paths, collect) {
-                Ok(raw) => samples.push(self.build(id, raw)),
-                Err(e) => debug!("sampling netns {id}: {e}"),
+        let wanted: Vec<u32> = self.namespaces.keys().copied().collect();
+        wanted
+            .into_iter()
+            .filter_map(|id| self.sample_one(id))
+            .collect()
+    }
+
+    /// Samples one namespace, if it can be entered.
+    fn sample_one(&mut self, id: u32) -> Option<SampleRecord> {
+        let paths = self.namespaces.get(&id)?.paths.clone();
+        let paths = if paths.is_empty() {
+            find_paths(id)
+        } else {
+            paths
+        };
+        match netns::run_in(id, paths, collect) {
+            Ok(raw) => Some(self.build(id, raw)),
+            Err(e) => {
+                debug!("sampling netns {id}: {e}");
+                None
             }
         }
-        samples
     }
 
     fn build(&mut self, id: u32, raw: Raw) -> SampleRecord {
@@ -374,6 +413,9 @@ fn describe(pid: u32) -> Option<Process> {
         cgroup_id: owner.cgroup_id,
         source: Some("census".into()),
         closed_ms_before: None,
+        cgroup: None,
+        unit: None,
+        container: None,
     })
 }
 

@@ -206,6 +206,9 @@ fn process(task: &TaskIdent) -> Process {
         cgroup_id: task.cgroup_id,
         source: None,
         closed_ms_before: None,
+        cgroup: None,
+        unit: None,
+        container: None,
     }
 }
 

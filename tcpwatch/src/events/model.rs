@@ -21,6 +21,16 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind of a kernel record.
+    pub fn from_wire(kind: tcpwatch_common::event::EventKind) -> Self {
+        use tcpwatch_common::event::EventKind;
+        match kind {
+            EventKind::State => Self::State,
+            EventKind::ResetSent => Self::ResetSent,
+            EventKind::ResetReceived => Self::ResetReceived,
+        }
+    }
+
     /// The JSON name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -123,6 +133,15 @@ pub struct Process {
     pub uid: u32,
     /// cgroup v2 id.
     pub cgroup_id: u64,
+    /// cgroup v2 path the id resolves to (in tcpwatch's cgroup namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// systemd unit named by the cgroup path (`nginx.service`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// Container id (64 hex digits) named by the cgroup path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
     /// How the owner was learned: `connect`, `listen`, `accept`, `close`,
     /// `listener` (inherited, not yet accepted) or `census` (found at start-up).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -111,6 +111,14 @@ impl Engine {
         }
     }
 
+    /// Changes the thresholds (the capacity of the flow history stays).
+    pub fn set_thresholds(&mut self, thresholds: Thresholds) {
+        self.thresholds = Thresholds {
+            max_flows: self.thresholds.max_flows,
+            ..thresholds
+        };
+    }
+
     /// Flow histories evicted because the table was full.
     pub fn evicted_flows(&self) -> u64 {
         self.history.evicted
@@ -165,6 +173,9 @@ impl Engine {
                 cgroup_id: 0,
                 source: None,
                 closed_ms_before: None,
+                cgroup: None,
+                unit: None,
+                container: None,
             },
             listener: a.listener.clone(),
             hook: "storm summary".into(),

@@ -29,6 +29,9 @@ pub fn proc(pid: u32, comm: &str) -> Process {
         cgroup_id: 1,
         source: None,
         closed_ms_before: None,
+        cgroup: None,
+        unit: None,
+        container: None,
     }
 }
 

@@ -118,6 +118,9 @@ mod tests {
             cgroup_id: 0,
             source: None,
             closed_ms_before: None,
+            cgroup: None,
+            unit: None,
+            container: None,
         });
         f.add("idle_before_close_ms", 1000, "idle for 1.0 s".into());
         f.count = 3;

@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use bytes::{BufMut, BytesMut};
 
-use super::{finding_block, terminal};
+use super::{finding_block, sink::Sink, terminal};
 use crate::{
     context::sample::SampleRecord,
     events::model::{AggregateRecord, EventRecord, StormRecord},
@@ -129,6 +129,11 @@ impl<W: Write> Output<W> {
         Ok(())
     }
 
+    /// The stream written to.
+    pub fn inner(&self) -> &W {
+        &self.out
+    }
+
     /// Writes the batch out.
     pub fn flush(&mut self) -> io::Result<()> {
         if !self.buffer.is_empty() {
@@ -136,5 +141,39 @@ impl<W: Write> Output<W> {
             self.buffer.clear();
         }
         self.out.flush()
+    }
+}
+
+impl<W: Write> Sink for Output<W> {
+    fn event(&mut self, event: &EventRecord) -> io::Result<()> {
+        Output::event(self, event)
+    }
+
+    fn finding(&mut self, finding: &FindingRecord) -> io::Result<()> {
+        Output::finding(self, finding)
+    }
+
+    fn sample(&mut self, sample: &SampleRecord) -> io::Result<()> {
+        Output::sample(self, sample)
+    }
+
+    fn storm(&mut self, storm: &StormRecord) -> io::Result<()> {
+        Output::storm(self, storm)
+    }
+
+    fn aggregate(&mut self, aggregate: &AggregateRecord) -> io::Result<()> {
+        Output::aggregate(self, aggregate)
+    }
+
+    fn stats(&mut self, stats: &serde_json::Value) -> io::Result<()> {
+        Output::stats(self, stats)
+    }
+
+    fn summary(&mut self, text: &str, json: &serde_json::Value) -> io::Result<()> {
+        Output::summary(self, text, json)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Output::flush(self)
     }
 }

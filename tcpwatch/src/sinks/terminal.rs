@@ -161,6 +161,9 @@ mod tests {
                 cgroup_id: 1,
                 source: None,
                 closed_ms_before: None,
+                cgroup: None,
+                unit: None,
+                container: None,
             },
             listener: None,
             hook: "tracepoint:tcp:tcp_send_reset".into(),
@@ -194,6 +197,9 @@ mod tests {
             pid: 812,
             source: Some("accept".into()),
             closed_ms_before: Some(1200),
+            cgroup: None,
+            unit: None,
+            container: None,
             ..e.actor.clone()
         });
         let l = line(&e, 1);
