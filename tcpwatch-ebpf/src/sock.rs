@@ -4,6 +4,7 @@ use tcpwatch_common::{
     event::TcpStats,
     family,
     flow::{FlowKey, map_v4},
+    layout::ABSENT,
 };
 
 use crate::{
@@ -14,6 +15,10 @@ use crate::{
 /// Network-namespace inode of a socket (`sk->__sk_common.skc_net.net->ns.inum`).
 #[inline(always)]
 pub fn netns(sk: u64) -> Result<u32, ReadError> {
+    if config!(kernel.skc_net) == ABSENT || config!(kernel.net_ns_inum) == ABSENT {
+        // No BTF: the namespace is unknown, not an error.
+        return Ok(0);
+    }
     let net: u64 = read(sk, config!(kernel.skc_net))?;
     read(net, config!(kernel.net_ns_inum))
 }
@@ -21,6 +26,10 @@ pub fn netns(sk: u64) -> Result<u32, ReadError> {
 /// The socket's TCP state (`skc_state`).
 #[inline(always)]
 pub fn state(sk: u64) -> Result<u8, ReadError> {
+    if config!(kernel.skc_state) == ABSENT {
+        // No BTF: 0 is no TCP state; user space shows it as unknown.
+        return Ok(0);
+    }
     read(sk, config!(kernel.skc_state))
 }
 

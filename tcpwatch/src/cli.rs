@@ -29,9 +29,11 @@ pub struct Cli {
 /// Options about the kernel, shared by the subcommands.
 #[derive(Debug, Args)]
 pub struct KernelArgs {
-    /// Kernel BTF to read struct layouts and enum names from. Only for kernels
-    /// without /sys/kernel/btf/vmlinux; the file must describe the running kernel.
-    #[arg(long, value_name = "FILE", default_value = "/sys/kernel/btf/vmlinux")]
+    /// Kernel BTF to read struct layouts and enum names from: for kernels
+    /// without /sys/kernel/btf/vmlinux, a file that describes the running
+    /// kernel; `none` to run without (tcpwatch then warns what is lost, as it
+    /// does when the kernel has no BTF).
+    #[arg(long, value_name = "FILE|none", default_value = crate::probes::btf::VMLINUX_BTF)]
     pub btf: std::path::PathBuf,
 }
 

@@ -46,3 +46,22 @@ pub fn check() -> Result<(), PrivilegeError> {
         })
     }
 }
+
+/// What tracing loses without the optional capabilities, one line each (empty
+/// as root). Tracing needs only CAP_BPF, CAP_PERFMON and read access to
+/// tracefs (CAP_DAC_READ_SEARCH unless root).
+pub fn limits() -> Vec<&'static str> {
+    let has = |cap| caps::has_cap(None, CapSet::Effective, cap).unwrap_or(false);
+    let mut lost = Vec::new();
+    if !has(Capability::CAP_SYS_ADMIN) {
+        lost.push(
+            "without CAP_SYS_ADMIN, other network namespaces cannot be entered: their existing sockets are not attributed at start and their counters and socket states are not sampled",
+        );
+    }
+    if !has(Capability::CAP_SYS_PTRACE) {
+        lost.push(
+            "without CAP_SYS_PTRACE, sockets that other users' processes opened before start are not attributed",
+        );
+    }
+    lost
+}

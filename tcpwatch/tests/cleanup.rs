@@ -26,6 +26,26 @@ fn tcpwatch_programs() -> BTreeSet<u32> {
         .collect()
 }
 
+/// Program ids as bpftool lists them, and the program ids its links point at
+/// (an independent view from aya's).
+fn bpftool_ids() -> (BTreeSet<u32>, BTreeSet<u32>) {
+    let ids = |what: &str, key: &str| -> BTreeSet<u32> {
+        let out = Command::new("bpftool")
+            .args(["-j", what, "show"])
+            .output()
+            .expect("bpftool (cargo xtask setup installs it)");
+        assert!(out.status.success(), "bpftool {what} show failed");
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bpftool JSON");
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry[key].as_u64())
+            .map(|id| id as u32)
+            .collect()
+    };
+    (ids("prog", "id"), ids("link", "prog_id"))
+}
+
 fn run_and_stop(signal: Signal) {
     let before = tcpwatch_programs();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tcpwatch"))
@@ -55,6 +75,11 @@ fn run_and_stop(signal: Signal) {
         loaded.len() >= 3,
         "tcpwatch's programs are loaded while it runs: {loaded:?}"
     );
+    let (programs, _) = bpftool_ids();
+    assert!(
+        loaded.is_subset(&programs),
+        "bpftool sees the programs while tcpwatch runs"
+    );
 
     kill(Pid::from_raw(child.id() as i32), signal).expect("signal");
     let status = child.wait().expect("wait");
@@ -65,12 +90,18 @@ fn run_and_stop(signal: Signal) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let left: Vec<u32> = tcpwatch_programs().intersection(&loaded).copied().collect();
-        if left.is_empty() {
+        let (programs, linked) = bpftool_ids();
+        let in_bpftool: Vec<u32> = programs
+            .union(&linked)
+            .filter(|id| loaded.contains(id))
+            .copied()
+            .collect();
+        if left.is_empty() && in_bpftool.is_empty() {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "programs still loaded 10 s after {signal}: {left:?}"
+            "programs still loaded 10 s after {signal}: {left:?} (bpftool: programs or links {in_bpftool:?})"
         );
         thread::sleep(Duration::from_millis(50));
     }

@@ -44,6 +44,7 @@ fn main() {
         trial("in_kernel_filters_port_pid_comm_addr", in_kernel_filters),
         trial("explain_replays_a_recording_like_live", explain_replay),
         trial("storm_mode_summarises_without_loss", storm_mode),
+        trial("without_btf_degrades_and_still_explains", without_btf),
     ];
     harness::run(trials);
 }
@@ -659,5 +660,56 @@ fn storm_mode() {
         finding,
         BURST + 1,
         "findings account for every refused connection"
+    );
+}
+
+/// Without kernel BTF (`--btf none`, as on a kernel built without it) struct
+/// offsets are unknown: tcpwatch warns what is lost (namespaces, idle times,
+/// accept() owners, kprobes) and keeps tracing from the tracepoints alone.
+fn without_btf() {
+    let _ns = netns::enter_private();
+    let tracer = Tracer::start(&["--kind", "all", "--btf", "none"]);
+    let mut client = Peer::spawn();
+    client.ok("comm no-btf-client");
+    assert_eq!(client.cmd("connect 127.0.0.1 9"), "err ECONNREFUSED");
+    let trace = tracer.finish_after(Duration::from_millis(1500));
+    assert_eq!(trace.code, Some(0), "{}", trace.stderr);
+    for lost in [
+        "no network namespace",
+        "no idle time",
+        "attributed to the listening process",
+        "kprobes cannot read the segment",
+    ] {
+        assert!(
+            trace.stderr.contains(lost),
+            "warning about {lost}: {}",
+            trace.stderr
+        );
+    }
+    // Every namespace is traced (no --netns without BTF): find this client's
+    // connection by its owner, then the reset sent to it.
+    let port = trace
+        .of_kind("state")
+        .into_iter()
+        .find(|e| pid_of(&e["owner"]) == Some(u64::from(client.pid)) && e["new_state"] == "CLOSE")
+        .and_then(|e| e["flow"]["src"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("the client's connection: {}", trace.dump()));
+    let sent: Vec<&Value> = trace
+        .of_kind("reset_sent")
+        .into_iter()
+        .filter(|e| e["flow"]["dst"] == port.as_str())
+        .collect();
+    assert_eq!(sent.len(), 1, "{}", trace.dump());
+    assert_eq!(sent[0]["reason"], "NO_SOCKET");
+    assert_eq!(sent[0]["flow"]["netns"], 0, "no namespace without BTF");
+    let finding = trace
+        .findings_of("no_listener")
+        .into_iter()
+        .find(|f| f["flow"]["dst"] == port.as_str())
+        .unwrap_or_else(|| panic!("no no_listener finding for the client: {}", trace.dump()));
+    assert_eq!(
+        pid_of(&finding["peer_owner"]),
+        Some(u64::from(client.pid)),
+        "{finding}"
     );
 }

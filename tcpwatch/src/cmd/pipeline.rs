@@ -63,6 +63,18 @@ pub async fn start(options: &Options) -> Result<Pipeline, Failure> {
     let started = Instant::now();
     let kernel = Kernel::inspect(&options.btf).or_usage()?;
     let plan = plan(&kernel.features).or_usage()?;
+    if !kernel.features.btf && !options.filters.netns.is_empty() {
+        return Err(anyhow!(
+            "--netns needs kernel BTF (events carry no namespace without it)"
+        ))
+        .or_usage();
+    }
+    for lost in privileges::limits()
+        .into_iter()
+        .chain(kernel.lost.iter().map(String::as_str))
+    {
+        warn!("{lost}");
+    }
     for (role, why) in &plan.reasons {
         if why.starts_with("unavailable") {
             warn!("{}: {why}", role.label());

@@ -40,8 +40,11 @@ impl Converter {
             self.states(kind, raw.old_state, raw.new_state, raw.skaddr != 0);
         let reason =
             (kind == Kind::ResetSent && has(flags::HAS_REASON)).then(|| self.reason(raw.reason));
-        let error =
-            (kind == Kind::ResetReceived).then(|| received_error(state.as_deref()).to_owned());
+        // The errno follows from the state; unknown without it (no BTF).
+        let error = (kind == Kind::ResetReceived)
+            .then_some(state.as_deref())
+            .flatten()
+            .map(|state| received_error(Some(state)).to_owned());
         let now = raw.header.ts_ns;
         EventRecord {
             schema_version: SCHEMA_VERSION,
@@ -137,7 +140,8 @@ impl Converter {
         };
         match kind {
             Kind::State => (Some(name(old)), Some(name(new)), None),
-            _ if !socket => (None, None, None),
+            // No socket, or its state unknown (0 is no TCP state: read without BTF).
+            _ if !socket || new == 0 => (None, None, None),
             _ => (None, None, Some(name(new))),
         }
     }

@@ -56,12 +56,14 @@ struct Emitted {
 /// A reset whose cause depends on counters the next sample brings: a segment
 /// other than a SYN that found no socket is a TIME_WAIT overflow when
 /// TCPTimeWaitOverflow moved, and a forgotten connection otherwise.
+/// Without BTF the segment is unknown: waiting also lets the other end's
+/// events (a client failing to connect) arrive first.
 fn waits_for_counters(event: &EventRecord, reason: &str) -> bool {
     reason == "NO_SOCKET"
         && event
             .segment
             .as_ref()
-            .is_some_and(|s| !s.flags.iter().any(|f| f == "SYN"))
+            .is_none_or(|s| !s.flags.iter().any(|f| f == "SYN"))
 }
 
 /// Findings that yield to a specific finding about the same connection.

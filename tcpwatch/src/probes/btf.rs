@@ -40,6 +40,9 @@ pub struct MemberInfo {
     pub size: u32,
 }
 
+/// The `--btf` value that means: run without BTF.
+pub const NO_BTF: &str = "none";
+
 /// Parsed kernel BTF.
 pub struct KernelBtf {
     btf: Btf,

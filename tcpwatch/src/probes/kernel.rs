@@ -10,7 +10,7 @@ use tcpwatch_common::{
 };
 
 use super::{
-    btf::{BtfError, KernelBtf},
+    btf::{BtfError, KernelBtf, NO_BTF, VMLINUX_BTF},
     features::Features,
     kernel_enums::{KernelNames, NamesError},
     tracefs::{Tracefs, TracefsError},
@@ -40,29 +40,57 @@ pub struct Kernel {
     pub layout: KernelLayout,
     /// TCP state numbers.
     pub states: TcpStates,
+    /// What tracing cannot do on this kernel as configured (without BTF),
+    /// one sentence each.
+    pub lost: Vec<String>,
 }
+
+/// What running without BTF costs: no struct member offsets.
+const WITHOUT_BTF: [&str; 4] = [
+    "without kernel BTF, events carry no network namespace (all look like one; --netns cannot be used)",
+    "without kernel BTF, connections carry no idle time or byte counts",
+    "without kernel BTF, accepted sockets are attributed to the listening process (the accept() hook cannot read the file table)",
+    "without kernel BTF, kprobes cannot read the segment, so on kernels before 6.10 resets without a full socket are not seen",
+];
 
 impl Kernel {
     /// Inspects the running kernel, with its BTF read from `btf` (normally
     /// `/sys/kernel/btf/vmlinux`). Fails when tracefs or BTF is missing: struct
     /// offsets cannot be known without BTF.
+    ///
+    /// `btf` may be [`NO_BTF`] (run without), and when it is [`VMLINUX_BTF`]
+    /// and this kernel has none, tcpwatch runs without it too: struct offsets
+    /// are then unknown, and `lost` says what that costs. Any other path must
+    /// exist.
     pub fn inspect(btf: &Path) -> Result<Self, KernelError> {
         let tracefs = Tracefs::locate()?;
         let mut features = Features::detect(&tracefs)?;
-        features.btf = btf.exists();
-        let btf = KernelBtf::load(btf)?;
+        let without = btf == Path::new(NO_BTF) || (btf == Path::new(VMLINUX_BTF) && !btf.exists());
+        let btf = if without {
+            None
+        } else {
+            Some(KernelBtf::load(btf)?)
+        };
+        features.btf = btf.is_some();
         let names = KernelNames::resolve(
-            Some(&btf),
+            btf.as_ref(),
             features.set_state.as_ref(),
             features.send_reset.as_ref(),
         )?;
-        let layout = btf.kernel_layout()?;
+        let (layout, lost) = match &btf {
+            Some(btf) => (btf.kernel_layout()?, Vec::new()),
+            None => (
+                KernelLayout::default(),
+                WITHOUT_BTF.map(str::to_owned).to_vec(),
+            ),
+        };
         let states = names.tcp_states()?;
         Ok(Self {
             features,
             names,
             layout,
             states,
+            lost,
         })
     }
 

@@ -121,7 +121,9 @@ pub fn plan(features: &Features) -> Result<Plan, PlanError> {
         ));
     }
 
+    // The kprobes read the socket and the segment at BTF offsets.
     let can_kprobe_resets = features.kprobes
+        && features.btf
         && features.has_function("tcp_v4_send_reset")
         && features.has_function("tcp_send_active_reset");
     let reset_coverage = if features.send_reset_covers_all() {
@@ -192,7 +194,9 @@ pub fn plan(features: &Features) -> Result<Plan, PlanError> {
     }
 
     let mut accept = Vec::new();
-    if features.accept4_exit.is_some() {
+    // The accept() hooks walk the task's file table at BTF offsets.
+    let can_walk_fds = features.btf;
+    if can_walk_fds && features.accept4_exit.is_some() {
         steps.push(tracepoint(
             "tcpwatch_accept4_exit",
             "syscalls",
@@ -201,7 +205,7 @@ pub fn plan(features: &Features) -> Result<Plan, PlanError> {
         ));
         accept.push("syscalls:sys_exit_accept4");
     }
-    if features.accept_exit.is_some() {
+    if can_walk_fds && features.accept_exit.is_some() {
         steps.push(tracepoint(
             "tcpwatch_accept_exit",
             "syscalls",
@@ -212,7 +216,9 @@ pub fn plan(features: &Features) -> Result<Plan, PlanError> {
     }
     reasons.push((
         Role::AcceptOwner,
-        if accept.is_empty() {
+        if !can_walk_fds {
+            "unavailable: no kernel BTF to read the file table; accepted sockets are attributed to the listener's owner".to_owned()
+        } else if accept.is_empty() {
             "unavailable: no syscall tracepoints (CONFIG_FTRACE_SYSCALLS); accepted sockets are attributed to the listener's owner".to_owned()
         } else {
             format!("tracepoints {}", accept.join(", "))

@@ -19,6 +19,11 @@ pub enum TracefsError {
         "tracefs is not available (no /sys/kernel/tracing/events, and mounting tracefs there failed: {0}); mount it with `mount -t tracefs tracefs /sys/kernel/tracing`"
     )]
     NotMounted(String),
+    /// tracefs is there but this process may not read it.
+    #[error(
+        "cannot read tracefs at {0}: permission denied; run as root, or add CAP_DAC_READ_SEARCH to CAP_BPF and CAP_PERFMON"
+    )]
+    NoAccess(String),
     /// A format file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
@@ -49,8 +54,12 @@ impl Tracefs {
     /// mounting it at `/sys/kernel/tracing` when that directory is empty.
     pub fn locate() -> Result<Self, TracefsError> {
         for root in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
-            if Path::new(root).join("events").is_dir() {
-                return Ok(Self { root: root.into() });
+            match fs::metadata(Path::new(root).join("events")) {
+                Ok(m) if m.is_dir() => return Ok(Self { root: root.into() }),
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    return Err(TracefsError::NoAccess(root.into()));
+                }
+                _ => {}
             }
         }
         mount_tracefs("/sys/kernel/tracing").map_err(TracefsError::NotMounted)?;

@@ -12,7 +12,19 @@ pub struct NoListener;
 
 impl Rule for NoListener {
     fn reset(&mut self, ctx: &Ctx, reset: &Reset) -> Option<Draft> {
-        if !reset.reason_is("NO_SOCKET") || !reset.segment_has("SYN") || reset.segment_has("ACK") {
+        if !reset.reason_is("NO_SOCKET") || reset.segment_has("ACK") {
+            return None;
+        }
+        // Without the segment (read at BTF offsets), a SYN shows as the other
+        // end, on this host, failing to connect (SYN_SENT -> CLOSE, never
+        // established; the engine waits for it: see `waits_for_counters`).
+        let syn = reset.segment_has("SYN")
+            || (reset.event.segment.is_none()
+                && ctx.history.peer(&reset.id).is_some_and(|peer| {
+                    peer.established_at.is_none()
+                        && peer.transitions.iter().any(|t| t.from() == "SYN_SENT")
+                }));
+        if !syn {
             return None;
         }
         let port = reset.id.local.port();

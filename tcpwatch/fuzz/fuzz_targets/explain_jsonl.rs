@@ -1,0 +1,28 @@
+//! `tcpwatch explain --from`: any bytes as a recording, through the JSON Lines
+//! reader, the explanation engine and both output formats. Bad input must end
+//! in an error (`InvalidData`), never a panic.
+#![no_main]
+
+use std::io;
+
+use libfuzzer_sys::fuzz_target;
+use tcpwatch::{
+    cmd::explain::{Replay, replay},
+    explain::{engine::Engine, thresholds::Thresholds},
+    sinks::output::{Format, Output},
+};
+
+fuzz_target!(|data: &[u8]| {
+    for format in [Format::Json, Format::Text] {
+        let mut engine = Engine::new(Thresholds::default());
+        let mut output = Output::new(format, 0, io::sink());
+        let mut stats = Replay::default();
+        if replay(data, &mut engine, &mut output, &mut stats, "fuzz").is_ok() {
+            for finding in engine.finish() {
+                let _ = output.finding(&finding);
+            }
+            let _ = engine.summary.render();
+            let _ = output.flush();
+        }
+    }
+});
