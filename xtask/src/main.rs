@@ -2,8 +2,13 @@
 //! the `tcpwatch` binary is self-contained.
 //!
 //! - `cargo xtask setup`: install the offline eBPF toolchain (idempotent).
+//! - `cargo xtask vm`: the tests on Debian kernels 6.1 and 6.12 under QEMU/TCG,
+//!   or any command in such a guest.
 
+mod apt;
+mod command;
 mod setup;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -22,11 +27,17 @@ enum Command {
     /// rustc-web, cargo-web and rust-web-src, the LLVM matching that rustc, and
     /// bpf-linker built against it. Idempotent; fast when already done.
     Setup(setup::Args),
+    /// Run the integration and scenario tests on each kernel of the matrix
+    /// (Debian 6.1 and 6.12) in QEMU/TCG guests with a Debian userland, or run
+    /// a command there: `cargo xtask vm --kernel 6.1 -- tcpwatch probes`.
+    /// Needs root the first time (packages, the guests' root).
+    Vm(vm::Args),
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Setup(args) => setup::run(&args),
+        Command::Vm(args) => vm::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,7 +14,9 @@ use std::{
     process::Command,
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
+
+use crate::{apt, command::run_cmd};
 
 /// Debian packages every build needs (the LLVM dev package is added from the
 /// version rustc reports).
@@ -54,18 +56,12 @@ pub struct Args {
 
 /// Runs the setup.
 pub fn run(args: &Args) -> Result<()> {
-    let missing = missing_packages(PACKAGES)?;
-    if !missing.is_empty() {
-        apt_install(&missing)?;
-    }
+    apt::ensure_installed(PACKAGES, "setup")?;
     let rustc = Path::new("/usr/bin/rustc");
     let llvm = llvm_major(rustc)?;
     let llvm_dev = format!("llvm-{llvm}-dev");
     let polly = format!("libpolly-{llvm}-dev");
-    let missing = missing_packages(&[llvm_dev.as_str(), polly.as_str()])?;
-    if !missing.is_empty() {
-        apt_install(&missing)?;
-    }
+    apt::ensure_installed(&[llvm_dev.as_str(), polly.as_str()], "setup")?;
 
     let linker = args.prefix.join("bin/bpf-linker");
     let record = args.prefix.join("toolchain.env");
@@ -92,38 +88,6 @@ pub fn run(args: &Args) -> Result<()> {
         record.display()
     );
     Ok(())
-}
-
-/// Packages from `names` that are not installed.
-fn missing_packages(names: &[&str]) -> Result<Vec<String>> {
-    let mut missing = Vec::new();
-    for name in names {
-        let out = Command::new("dpkg-query")
-            .args(["-W", "-f", "${Status}", name])
-            .output()
-            .context("running dpkg-query (is this Debian?)")?;
-        if !String::from_utf8_lossy(&out.stdout).contains("install ok installed") {
-            missing.push((*name).to_owned());
-        }
-    }
-    Ok(missing)
-}
-
-fn apt_install(packages: &[String]) -> Result<()> {
-    if !nix::unistd::geteuid().is_root() {
-        bail!(
-            "these packages are missing: {}; run `sudo cargo xtask setup` (or install them with apt-get)",
-            packages.join(" ")
-        );
-    }
-    println!("xtask: installing {}", packages.join(" "));
-    run_cmd(Command::new("apt-get").arg("update").arg("-q"))?;
-    run_cmd(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(packages)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
 }
 
 /// The LLVM major version a rustc is built on (`rustc -vV`).
@@ -165,12 +129,4 @@ fn install_bpf_linker(prefix: &Path, llvm: u32) -> Result<()> {
             .env("LLVM_PREFIX", &llvm_prefix)
             .env("PATH", path),
     )
-}
-
-fn run_cmd(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed with {status}");
-    }
-    Ok(())
 }
