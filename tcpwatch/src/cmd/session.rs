@@ -34,6 +34,9 @@ const BATCH: usize = 4096;
 const TICK: Duration = Duration::from_millis(200);
 /// At most one sampler hint per namespace per this interval.
 const HINT_EVERY: Duration = Duration::from_secs(1);
+/// At stop, how long to wait for the final samples that decide resets still
+/// waiting on counters.
+const FINAL_SAMPLE_WAIT: Duration = Duration::from_secs(5);
 
 /// SIGINT and SIGTERM, caught.
 pub struct Signals {
@@ -123,9 +126,11 @@ impl Session {
         signals: &mut Signals,
         duration: Option<Duration>,
     ) -> io::Result<Stop> {
-        let mut stop = self.pump(reader, samples, signals, duration).await?;
+        let mut samples = samples;
+        let mut stop = self.pump(reader, &mut samples, signals, duration).await?;
         if !matches!(stop, Stop::Count | Stop::OutputClosed) {
             reader.drain_now(|bytes| self.take(bytes));
+            self.final_samples(&mut samples).await;
             if let Some(engine) = &mut self.engine {
                 let findings = engine.finish();
                 self.batch
@@ -138,10 +143,35 @@ impl Session {
         Ok(stop)
     }
 
+    /// Resets whose reason the kernel does not give (active resets before
+    /// 6.12) are decided by the counters of the sample after them. At stop, a
+    /// sample is taken now rather than leaving them undecided.
+    async fn final_samples(&mut self, samples: &mut Option<Samples>) {
+        let (Some(engine), Some(hints), Some(rx)) = (&self.engine, &self.hints, samples) else {
+            return;
+        };
+        let mut waiting = engine.awaiting_namespaces();
+        if waiting.is_empty() {
+            return;
+        }
+        let asked = Utc::now();
+        hints.sample_now();
+        let deadline = tokio::time::Instant::now() + FINAL_SAMPLE_WAIT;
+        while !waiting.is_empty() {
+            let Ok(Some(sample)) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+                break;
+            };
+            if sample.time >= asked {
+                waiting.remove(&sample.netns);
+            }
+            self.sample(sample);
+        }
+    }
+
     async fn pump(
         &mut self,
         reader: &mut Reader,
-        mut samples: Option<Samples>,
+        samples: &mut Option<Samples>,
         signals: &mut Signals,
         duration: Option<Duration>,
     ) -> io::Result<Stop> {
@@ -156,10 +186,10 @@ impl Session {
                 _ = signals.terminate.recv() => return Ok(Stop::Terminate),
                 () = &mut deadline, if duration.is_some() => return Ok(Stop::Duration),
                 read = reader.drain(BATCH, |bytes| self.take(bytes)) => { read?; }
-                sample = recv_sample(&mut samples), if sampling => {
+                sample = recv_sample(samples), if sampling => {
                     match sample {
                         Some(sample) => self.sample(sample),
-                        None => samples = None,
+                        None => *samples = None,
                     }
                 }
                 _ = tick.tick(), if self.engine.is_some() => {

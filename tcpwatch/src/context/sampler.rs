@@ -58,13 +58,27 @@ pub struct Hint {
     pub pid: u32,
 }
 
+/// What the tracer tells the sampler.
+enum Message {
+    /// A namespace is active.
+    Hint(Hint),
+    /// Sample every active namespace now (at stop, for decisions still waiting
+    /// on counters).
+    SampleNow,
+}
+
 /// Where the tracer sends hints.
-pub struct Hints(SyncSender<Hint>);
+pub struct Hints(SyncSender<Message>);
 
 impl Hints {
     /// Tells the sampler about activity (never blocks; hints are advisory).
     pub fn send(&self, hint: Hint) {
-        let _ = self.0.try_send(hint);
+        let _ = self.0.try_send(Message::Hint(hint));
+    }
+
+    /// Asks for a sample of every active namespace now, ahead of the interval.
+    pub fn sample_now(&self) {
+        let _ = self.0.try_send(Message::SampleNow);
     }
 }
 
@@ -134,16 +148,17 @@ impl Sampler {
     fn run(
         &mut self,
         interval: Duration,
-        hints: &Receiver<Hint>,
+        hints: &Receiver<Message>,
         out: &tokio_mpsc::Sender<SampleRecord>,
     ) {
         let mut next = Instant::now();
         loop {
             match hints.recv_timeout(next.saturating_duration_since(Instant::now())) {
-                Ok(hint) => {
+                Ok(Message::Hint(hint)) => {
                     self.note(hint);
                     continue;
                 }
+                Ok(Message::SampleNow) => {}
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }

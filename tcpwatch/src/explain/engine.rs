@@ -160,6 +160,12 @@ impl Engine {
         self.advance(now)
     }
 
+    /// Namespaces of resets whose reason waits for a counter sample (kernels
+    /// that do not report active-reset reasons).
+    pub fn awaiting_namespaces(&self) -> std::collections::BTreeSet<u32> {
+        self.awaiting.iter().map(|(e, _)| e.flow.netns).collect()
+    }
+
     /// Everything still held, at the end of a trace or recording.
     pub fn finish(&mut self) -> Vec<FindingRecord> {
         let now = self.clock.unwrap_or_else(Utc::now);
@@ -248,12 +254,35 @@ impl Engine {
         // must see its specific partner (the other end of the connection).
         due.sort_by_key(|p| (is_generic(p.draft.finding.cause), p.ready_at));
         let mut out = Vec::new();
+        let mut held = Vec::new();
         for pending in due {
+            // A generic finding whose other end is a reset still waiting for
+            // counters (no kernel reason) waits with it: that reset's finding is
+            // likely the specific one.
+            if is_generic(pending.draft.finding.cause)
+                && pending
+                    .draft
+                    .flow
+                    .is_some_and(|flow| self.partner_awaiting(&flow))
+            {
+                held.push(pending);
+                continue;
+            }
             if let Some(finding) = self.release(pending.draft) {
                 out.push(finding);
             }
         }
+        self.pending.extend(held);
         out
+    }
+
+    /// Whether a reset of this connection (either end) waits for counters.
+    fn partner_awaiting(&self, flow: &FlowId) -> bool {
+        self.awaiting.iter().any(|(event, _)| {
+            FlowId::of(event).is_some_and(|other| {
+                (other.local == flow.remote && other.remote == flow.local) || other == *flow
+            })
+        })
     }
 
     fn release(&mut self, mut draft: Draft) -> Option<FindingRecord> {
@@ -409,6 +438,47 @@ mod tests {
         );
         let f = run(inputs);
         let f = only(&f);
+        assert_eq!(f.cause, Cause::CloseWithUnreadData);
+        assert_eq!(f.peer_owner.as_ref().map(|p| p.pid), Some(42));
+    }
+
+    /// Before 6.12 an active reset has no reason and waits for the next
+    /// sample's counters; the peer's received reset, ready sooner, must wait
+    /// with it rather than be reported as a generic peer_reset.
+    #[test]
+    fn received_reset_waits_for_a_sender_awaiting_counters() {
+        let (srv, cli) = (proc(7, "api"), proc(42, "client"));
+        let mut engine = super::Engine::new(Default::default());
+        let mut out = Vec::new();
+        for input in connection(0, "127.0.0.1:80", "127.0.0.1:5000", &srv, &cli) {
+            if let Input::E(e) = input {
+                out.extend(engine.event(&e));
+            }
+        }
+        out.extend(engine.event(&received(
+            500,
+            "127.0.0.1:5000",
+            "127.0.0.1:80",
+            "ESTABLISHED",
+            Some(owner(42, "client", "connect")),
+            srv.clone(),
+        )));
+        out.extend(engine.event(&sent(
+            500,
+            "127.0.0.1:80",
+            "127.0.0.1:5000",
+            Some("CLOSE"),
+            None,
+            Some(owner(7, "api", "accept")),
+            srv,
+        )));
+        out.extend(engine.tick(at(1400)));
+        assert!(out.is_empty(), "held until the sample: {out:?}");
+        let mut s = sample(1500);
+        s.counters.insert("TcpExt.TCPAbortOnClose".into(), 1);
+        out.extend(engine.sample(&s));
+        out.extend(engine.finish());
+        let f = only(&out);
         assert_eq!(f.cause, Cause::CloseWithUnreadData);
         assert_eq!(f.peer_owner.as_ref().map(|p| p.pid), Some(42));
     }
