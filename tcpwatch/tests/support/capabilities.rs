@@ -34,32 +34,53 @@ pub fn kernel_reports(reason: &str) -> bool {
     how.starts_with("exact")
 }
 
-/// Asserts how reset `event` and its `finding` give the reason, one of
-/// `reasons`: where this kernel reports it, in the event and as an exact
-/// finding; elsewhere absent from the event, and inferred (and marked so) in
-/// the finding.
-pub fn assert_reason(event: &Value, finding: &Value, reasons: &[&str]) {
+/// Asserts how `finding` gives its reason, one of `reasons`: exact where this
+/// kernel reports that reason, inferred and marked so elsewhere. Returns it.
+pub fn assert_finding_reason<'a>(finding: &'a Value, reasons: &[&str]) -> &'a str {
     let evidence = finding["evidence"]
         .as_array()
         .and_then(|e| e.iter().find(|e| e["fact"] == "reason"))
         .unwrap_or_else(|| panic!("no reason in the finding: {finding}"));
-    let inferred = evidence["value"].as_str().unwrap_or("");
+    let reason = evidence["value"].as_str().unwrap_or("");
     assert!(
-        reasons.contains(&inferred),
-        "finding's reason {inferred}, expected one of {reasons:?}: {finding}"
+        reasons.contains(&reason),
+        "finding's reason {reason}, expected one of {reasons:?}: {finding}"
     );
-    if kernel_reports(inferred) {
-        assert_eq!(event["reason"], inferred, "the kernel's reason: {event}");
+    if kernel_reports(reason) {
         assert_eq!(finding["confidence"], "exact", "{finding}");
     } else {
-        assert!(
-            event["reason"].is_null(),
-            "this kernel gives no reason: {event}"
-        );
         assert_eq!(finding["confidence"], "inferred", "{finding}");
         assert!(
             evidence["text"].as_str().unwrap_or("").contains("inferred"),
             "an inferred reason says so: {finding}"
         );
+    }
+    reason
+}
+
+/// Asserts how reset `event` and its `finding` give the reason, one of
+/// `reasons`: where this kernel reports it, in the event and as an exact
+/// finding; elsewhere absent from the event, and inferred (and marked so) in
+/// the finding.
+pub fn assert_reason(event: &Value, finding: &Value, reasons: &[&str]) {
+    let reason = assert_finding_reason(finding, reasons);
+    if kernel_reports(reason) {
+        assert_eq!(event["reason"], reason, "the kernel's reason: {event}");
+    } else {
+        assert!(
+            event["reason"].is_null(),
+            "this kernel gives no reason: {event}"
+        );
+    }
+}
+
+/// Whether reset-sent `event` is one for a segment that found no socket:
+/// reason NO_SOCKET where the kernel reports reasons, no socket at all
+/// elsewhere.
+pub fn is_no_socket_reset(event: &Value) -> bool {
+    if kernel_reports("NO_SOCKET") {
+        event["reason"] == "NO_SOCKET"
+    } else {
+        event["reason"].is_null() && event["socket"].is_null()
     }
 }
