@@ -105,8 +105,19 @@ fn track_owner(
     if let Some(source) = source {
         owner::fill_current_owner(&mut event.owner, source, now);
         owner::set_socket_owner(sk, &event.owner);
-        if source == OwnerSource::Listen {
-            owner::set_listener(netns, port, sk, &event.owner, listener_scratch);
+        match source {
+            OwnerSource::Listen => {
+                owner::set_listener(netns, port, sk, &event.owner, listener_scratch);
+            }
+            // The application closed the connection: keep its owner under the
+            // flow already. The later CLOSE transition (softirq) does it again
+            // with the exact time, but a softirq program can be skipped by the
+            // kernel (one BPF program per CPU at a time), and the TIME_WAIT
+            // reset must still find the owner.
+            OwnerSource::Close => {
+                owner::remember_closed_flow(&event.flow, &raw const event.owner, now);
+            }
+            _ => {}
         }
     } else if old == listen && new == config!(states.syn_recv) {
         // A child socket is born from a listener (softirq): until someone
