@@ -327,8 +327,16 @@ impl Session {
             ),
             None => String::new(),
         };
+        // Said only when it happened: it is rare, and no tcpwatch setting
+        // changes it.
+        let missed = match kernel.missed() {
+            0 => String::new(),
+            n => format!(
+                ", {n} hook runs skipped by the kernel (another BPF program was running on that CPU)"
+            ),
+        };
         format!(
-            "stopped ({why}) after {:.1} s: {} events shown ({sent} reset_sent, {received} reset_received, {state} state){findings}; {} lost (ring buffer full), {} undecodable, {} kernel read errors, {} without a known owner",
+            "stopped ({why}) after {:.1} s: {} events shown ({sent} reset_sent, {received} reset_received, {state} state){findings}; {} lost (ring buffer full), {} undecodable, {} kernel read errors, {} without a known owner{missed}",
             elapsed.as_secs_f64(),
             state + sent + received,
             kernel.lost(),
