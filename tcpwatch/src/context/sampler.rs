@@ -239,9 +239,16 @@ impl Sampler {
             listeners,
             close_wait,
         } = sockets::summarise(&raw.sockets, &self.names);
+        // Listeners worth an owner: those with connections waiting, and all of
+        // them when some accept queue overflowed since the previous sample (on
+        // a slow machine the queue may have drained again by now).
+        let overflowed = ["TcpExt.ListenOverflows", "TcpExt.ListenDrops"]
+            .iter()
+            .any(|c| counters.get(*c).copied().unwrap_or(0) > 0);
+        let wanted = |queue: u32| queue > 0 || overflowed;
         let interesting: Vec<u64> = listeners
             .iter()
-            .filter(|(l, _)| l.queue > 0)
+            .filter(|(l, _)| wanted(l.queue))
             .map(|(_, inode)| *inode)
             .chain(
                 close_wait
@@ -263,7 +270,7 @@ impl Sampler {
         let listeners: Vec<_> = listeners
             .into_iter()
             .map(|(mut l, inode)| {
-                if l.queue > 0 {
+                if wanted(l.queue) {
                     l.owner = owner_of(inode);
                 }
                 l
