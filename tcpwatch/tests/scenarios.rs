@@ -148,7 +148,8 @@ fn keepalive_race_nginx() {
     assert_eq!(
         pid(&f["owner"]),
         Some(u64::from(worker)),
-        "the nginx worker closed it: {f}"
+        "the nginx worker closed it: {f}\ntrace:\n{}",
+        trace.dump()
     );
     assert_eq!(f["owner"]["comm"], "nginx");
     assert_eq!(pid(&f["peer_owner"]), Some(u64::from(client.pid)), "{f}");
