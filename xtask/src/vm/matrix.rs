@@ -21,7 +21,7 @@ use super::{
     cache::Cache,
     initramfs::sh_quote,
     kernels::{self, Kernel, KernelPackage},
-    qemu::{self, Guest, Outcome, Share},
+    qemu::{self, Guest, Outcome, Share, TcgThreads},
     rootfs,
     suite::{self, TestBinary, Verdicts},
 };
@@ -52,6 +52,10 @@ pub struct Args {
     /// Guest vCPUs (TCG runs one host thread per vCPU).
     #[arg(long, default_value_t = 2)]
     cpus: u32,
+    /// How TCG runs the vCPUs: `single` (one host thread, coherent code
+    /// patching) or `multi` (a thread per vCPU, faster).
+    #[arg(long, value_enum, default_value_t = TcgThreads::Single)]
+    tcg_threads: TcgThreads,
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 2048)]
     memory: u32,
@@ -193,10 +197,29 @@ impl Matrix<'_> {
                 script,
                 memory_mib: self.args.memory,
                 cpus: self.args.cpus,
+                tcg: self.args.tcg_threads,
                 timeout: Duration::from_secs(self.args.timeout),
             },
             dir.path(),
         )
+    }
+
+    /// Keeps the whole kernel log of a failed boot in the cache's `logs`
+    /// directory; says where (or why not).
+    fn keep_console(&self, kernel: &Kernel, what: &str, outcome: &Outcome) -> String {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let kept = self.cache.dir("logs").and_then(|dir| {
+            let path = dir.join(format!("{}-{what}-{stamp}.console", kernel.package.name));
+            std::fs::write(&path, &outcome.console)?;
+            Ok(path)
+        });
+        match kept {
+            Ok(path) => format!("kept in {}", path.display()),
+            Err(e) => format!("not kept: {e:#}"),
+        }
     }
 
     /// `-- COMMAND`: runs it on each kernel; fails if it fails on any.
@@ -216,6 +239,7 @@ impl Matrix<'_> {
             script.push_str(&format!("exec {}\n", argv.join(" ")));
         }
         let mut failed = Vec::new();
+        let mut last_status = None;
         for kernel in kernels {
             let outcome = self.boot(kernel, script.clone())?;
             let name = kernel.package.name;
@@ -235,25 +259,25 @@ impl Matrix<'_> {
                 }
                 (None, timed_out) => {
                     eprintln!(
-                        "xtask: {name}: {}; guest console tail:\n{}",
+                        "xtask: {name}: {}; guest console ({}):\n{}",
                         if timed_out {
                             "timed out"
                         } else {
                             "no exit status from the guest"
                         },
-                        outcome.console_tail(30)
+                        self.keep_console(kernel, "command", &outcome),
+                        outcome.console_excerpt()
                     );
                     failed.push(format!("{name} (no status)"));
                 }
             }
+            last_status = outcome.status;
         }
-        if failed.is_empty() {
-            Ok(())
-        } else if kernels.len() == 1 {
-            // Keep the command's own exit status for scripts.
-            std::process::exit(1)
-        } else {
-            bail!("the command failed on {}", failed.join(", "))
+        match (failed.is_empty(), kernels.len(), last_status) {
+            (true, _, _) => Ok(()),
+            // One kernel: exit with the command's own status, for scripts.
+            (false, 1, Some(code)) => std::process::exit(code),
+            _ => bail!("the command failed on {}", failed.join(", ")),
         }
     }
 
@@ -296,7 +320,11 @@ impl Matrix<'_> {
                         .unwrap_or_default()
                 );
                 if run.problem.is_some() && !run.verdicts.finished {
-                    println!("guest console tail:\n{}", outcome.console_tail(30));
+                    println!(
+                        "guest console ({}):\n{}",
+                        self.keep_console(kernel, &binary.name, &outcome),
+                        outcome.console_excerpt()
+                    );
                 }
                 report.push((kernel.package.name, run));
             }

@@ -51,8 +51,32 @@ pub struct Guest<'a> {
     pub memory_mib: u32,
     /// Virtual CPUs.
     pub cpus: u32,
+    /// How TCG runs them.
+    pub tcg: TcgThreads,
     /// Wall-clock limit for the whole boot.
     pub timeout: Duration,
+}
+
+/// How TCG runs the vCPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TcgThreads {
+    /// One host thread takes turns running every vCPU. Slower, but code the
+    /// guest kernel patches while another vCPU runs it (static keys and
+    /// kprobes, toggled by every tracer start and stop) stays coherent. With
+    /// `multi`, a 6.12 guest once died with RIP one byte into a jump-label site
+    /// of tcp_v4_send_reset while tracers were being started and stopped.
+    Single,
+    /// One host thread per vCPU (MTTCG).
+    Multi,
+}
+
+impl TcgThreads {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Single => "single",
+            Self::Multi => "multi",
+        }
+    }
 }
 
 /// How a run ended.
@@ -70,10 +94,19 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The last `lines` lines of the kernel log, for failure messages.
-    pub fn console_tail(&self, lines: usize) -> String {
+    /// What to show of the kernel log when the guest gave no status: the
+    /// first oops or panic report if there is one, else the last lines.
+    pub fn console_excerpt(&self) -> String {
         let all: Vec<&str> = self.console.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        let oops = all.iter().position(|l| {
+            ["BUG:", "Oops:", "general protection fault", "Kernel panic"]
+                .iter()
+                .any(|m| l.contains(m))
+        });
+        match oops {
+            Some(start) => all[start..all.len().min(start + 60)].join("\n"),
+            None => all[all.len().saturating_sub(30)..].join("\n"),
+        }
     }
 }
 
@@ -103,14 +136,9 @@ pub fn run(guest: &Guest<'_>, dir: &Path) -> Result<Outcome> {
 
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
-        .args([
-            "-machine",
-            "pc",
-            "-accel",
-            "tcg,thread=multi",
-            "-cpu",
-            "max",
-        ])
+        .args(["-machine", "pc", "-cpu", "max"])
+        .arg("-accel")
+        .arg(format!("tcg,thread={}", guest.tcg.as_str()))
         .args(["-m", &guest.memory_mib.to_string()])
         .args(["-smp", &guest.cpus.to_string()])
         .arg("-kernel")
