@@ -36,7 +36,7 @@ pub fn ensure_installed(names: &[&str], why: &str) -> Result<()> {
             missing.join(" ")
         );
     }
-    println!("xtask: installing {}", missing.join(" "));
+    eprintln!("xtask: installing {}", missing.join(" "));
     run_cmd(Command::new("apt-get").arg("update").arg("-q"))?;
     run_cmd(
         Command::new("apt-get")

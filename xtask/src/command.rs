@@ -1,12 +1,17 @@
 //! Running host commands with their failure made readable.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result, bail};
 
-/// Runs `cmd` with inherited stdio; fails unless it exits 0.
+/// Runs `cmd` with its output on our stderr (our stdout stays for what the
+/// xtask command itself reports, e.g. a guest command's output); fails unless
+/// it exits 0.
 pub fn run_cmd(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    let status = cmd
+        .stdout(Stdio::from(std::io::stderr()))
+        .status()
+        .with_context(|| format!("running {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }

@@ -88,7 +88,7 @@ pub fn prepare(package: KernelPackage, cache: &Cache) -> Result<Kernel> {
     let release = package.release();
     cache.build_once(&dir, package.version, |scratch| {
         let debs = cache.dir("debs")?;
-        println!("xtask: fetching {} {}", package.package, package.version);
+        eprintln!("xtask: fetching {} {}", package.package, package.version);
         let deb = apt::download(package.package, package.version, &debs)?;
         unpack(&deb, scratch, release)
     })?;

@@ -135,7 +135,7 @@ fn workspace() -> Result<Workspace> {
 
 fn build_release(workspace: &Path) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    println!("xtask: building tcpwatch (release)");
+    eprintln!("xtask: building tcpwatch (release)");
     crate::command::run_cmd(Command::new(cargo).current_dir(workspace).args([
         "build",
         "--release",

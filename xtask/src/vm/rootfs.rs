@@ -48,7 +48,7 @@ pub fn prepare(cache: &Cache, mirror: &str) -> Result<std::path::PathBuf> {
         if !nix::unistd::geteuid().is_root() {
             bail!("building the guests' Debian root needs root (debootstrap, chroot)");
         }
-        println!(
+        eprintln!(
             "xtask: building the guests' Debian {SUITE} root in {} (once, about a minute)",
             root.display()
         );

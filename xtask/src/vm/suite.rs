@@ -34,7 +34,7 @@ pub fn build(workspace: &Path, names: &[&str]) -> Result<Vec<TestBinary>> {
     for name in names {
         cmd.args(["--test", name]);
     }
-    println!("xtask: building the test binaries (release)");
+    eprintln!("xtask: building the test binaries (release)");
     let out = output_of(cmd.stderr(std::process::Stdio::inherit()))?;
     let mut binaries = Vec::new();
     for line in String::from_utf8_lossy(&out).lines() {
