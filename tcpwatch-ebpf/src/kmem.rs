@@ -54,7 +54,7 @@ pub fn read_at<T>(addr: u64) -> Result<T, ReadError> {
 
 /// Copies a `T` at `base + offset` in kernel memory straight into `dst`. With
 /// `dst` in map memory (the scratch event), nothing passes through the BPF
-/// stack, which is 512 bytes for a whole call chain before 6.14.
+/// stack, which is 512 bytes for a whole call chain (6.1 and 6.12 enforce it).
 #[inline(always)]
 pub fn read_into<T>(dst: &mut T, base: u64, offset: u16) -> Result<(), ReadError> {
     if offset == ABSENT {

@@ -151,7 +151,7 @@ pub fn on_active_reset_kprobe(ctx: &ProbeContext) -> Result<(), ReadError> {
 /// Completes (segment, namespace, owner, listener) and emits a sent reset whose
 /// hook fields (`hook`, `skaddr`, `skbaddr`, `new_state`, reason, and with
 /// [`FlowFrom::Hook`] `flow`/`family`) are filled. Out of line: its frame does
-/// not add to the hook's (the BPF stack is 512 bytes per call chain before 6.14).
+/// not add to the hook's (the BPF stack is 512 bytes per call chain on 6.1 and 6.12).
 #[inline(never)]
 fn report_sent(event: &mut TcpEvent, from: FlowFrom) -> Result<(), ReadError> {
     let now = owner::now_ns();
