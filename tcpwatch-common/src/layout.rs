@@ -136,8 +136,12 @@ pub struct KernelLayout {
     pub task_group_leader: u16,
     /// `task_struct.comm` (`char[16]`).
     pub task_comm: u16,
+    /// `inet_sock.inet_sport` (local port, network order, u16). Unlike
+    /// `skc_num`, it survives `inet_put_port()`, which clears `skc_num` when a
+    /// socket reaches CLOSE, just before an active reset is sent.
+    pub inet_sport: u16,
     /// Explicit padding, always zero.
-    pub _pad: [u16; 2],
+    pub _pad: u16,
 }
 
 impl Default for KernelLayout {
@@ -169,7 +173,8 @@ impl Default for KernelLayout {
             tcp_bytes_acked: ABSENT,
             task_group_leader: ABSENT,
             task_comm: ABSENT,
-            _pad: [0; 2],
+            inet_sport: ABSENT,
+            _pad: 0,
         }
     }
 }

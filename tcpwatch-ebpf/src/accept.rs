@@ -9,6 +9,7 @@ use tcpwatch_common::{counters::Counter, family, owner::OwnerSource};
 
 use crate::{
     config::config,
+    emit::Slot,
     kmem::{ReadError, read, read_at, tp},
     maps::count,
     owner, sock,
@@ -28,8 +29,15 @@ pub fn on_accept_exit(ctx: &TracePointContext, accept4: bool) -> Result<(), Read
     let result = socket_of_fd(ret as u64).and_then(|sk| {
         let fam = sock::family(sk)?;
         if fam == family::INET || fam == family::INET6 {
-            let record = owner::current_owner(OwnerSource::Accept, owner::now_ns());
-            owner::set_socket_owner(sk, &record);
+            // The scratch event's owner field holds the record (map memory, not
+            // the BPF stack); no event is emitted.
+            let Some(mut slot) = Slot::take() else {
+                count(Counter::OwnerUpdateErrors);
+                return Ok(());
+            };
+            let record = &mut slot.event().owner;
+            owner::fill_current_owner(record, OwnerSource::Accept, owner::now_ns());
+            owner::set_socket_owner(sk, record);
             debug!(ctx, "accept: pid {} owns socket {:x}", record.task.pid, sk);
         }
         Ok(())

@@ -22,7 +22,7 @@ use crate::{
     config::config,
     filter,
     maps::{EVENTS, count},
-    owner::current_task,
+    owner::fill_current_task,
     sock, storm,
 };
 
@@ -36,12 +36,17 @@ const SLOTS: u32 = 4;
 #[map]
 static SCRATCH: PerCpuArray<TcpEvent> = PerCpuArray::with_max_entries(SLOTS, 0);
 
+/// Room for a listener record being registered, one per nesting depth.
+#[map]
+static LISTENER_SCRATCH: PerCpuArray<ListenerRecord> = PerCpuArray::with_max_entries(SLOTS, 0);
+
 #[map]
 static SCRATCH_DEPTH: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 /// A scratch event slot, held for the duration of one program run.
 pub struct Slot {
     event: *mut TcpEvent,
+    listener: *mut ListenerRecord,
     depth: *mut u32,
 }
 
@@ -57,8 +62,9 @@ impl Slot {
             return None;
         }
         let event = SCRATCH.get_ptr_mut(level)?;
+        let listener = LISTENER_SCRATCH.get_ptr_mut(level)?;
         // SAFETY: as above. Zeroed word by word in place: building a
-        // `TcpEvent::default()` would put 256 bytes on the stack first.
+        // `TcpEvent::default()` would put 280 bytes on the stack first.
         unsafe {
             *depth = level + 1;
             let words = event.cast::<u64>();
@@ -68,7 +74,11 @@ impl Slot {
                 i += 1;
             }
         }
-        Some(Slot { event, depth })
+        Some(Slot {
+            event,
+            listener,
+            depth,
+        })
     }
 
     /// The event being built.
@@ -76,6 +86,14 @@ impl Slot {
     pub fn event(&mut self) -> &mut TcpEvent {
         // SAFETY: the slot at this depth is exclusively ours until drop.
         unsafe { &mut *self.event }
+    }
+
+    /// The event being built and the listener-record scratch of this depth.
+    #[inline(always)]
+    pub fn parts(&mut self) -> (&mut TcpEvent, &mut ListenerRecord) {
+        // SAFETY: both slots at this depth are exclusively ours until drop, and
+        // they are distinct map values.
+        unsafe { (&mut *self.event, &mut *self.listener) }
     }
 }
 
@@ -102,16 +120,13 @@ pub fn submit(
     owner: *const OwnerRecord,
     listener: *const ListenerRecord,
 ) {
-    let (owner_ptr, listener_ptr) = (owner, listener);
-    let owner = (!owner.is_null()).then_some(owner);
-    let listener = (!listener.is_null()).then_some(listener);
     if !filter::keep(&event.flow, owner, listener) {
         count(Counter::Filtered);
         return;
     }
     let pending = storm::pending();
     if storm::summarising(now, pending) {
-        storm::summarise(event, kind, now, owner_ptr, listener_ptr);
+        storm::summarise(event, kind, now, owner, listener);
         return;
     }
     let (emitted, lost) = match kind {
@@ -127,28 +142,25 @@ pub fn submit(
         cpu: unsafe { bpf_get_smp_processor_id() },
         ts_ns: now,
     };
-    match owner {
-        Some(owner) => {
-            // SAFETY: a map value pointer, valid for this program run.
-            event.owner = unsafe { *owner };
-            event.flags |= flags::HAS_OWNER;
-        }
-        None if event.flags & flags::FULL_SOCKET != 0 => count(Counter::Unattributed),
-        None => {}
+    if !owner.is_null() {
+        // SAFETY: a non-null map value pointer, valid for this program run.
+        event.owner = unsafe { *owner };
+        event.flags |= flags::HAS_OWNER;
+    } else if event.flags & flags::FULL_SOCKET != 0 {
+        count(Counter::Unattributed);
     }
-    if let Some(listener) = listener {
-        // SAFETY: a map value pointer, valid for this program run.
+    if !listener.is_null() {
+        // SAFETY: a non-null map value pointer, valid for this program run.
         event.listener = unsafe { (*listener).owner };
         event.flags |= flags::HAS_LISTENER;
     }
-    event.actor = current_task();
+    fill_current_task(&mut event.actor);
     let want_stats = event.flags & flags::WANT_TCP_STATS != 0;
     event.flags &= !flags::WANT_TCP_STATS;
     if want_stats
         && event.flags & flags::FULL_SOCKET != 0
-        && let Ok(stats) = sock::tcp_stats(event.skaddr, now)
+        && sock::tcp_stats_into(event.skaddr, now, &mut event.tcp).is_ok()
     {
-        event.tcp = stats;
         event.flags |= flags::HAS_TCP_STATS;
     }
     // Wake the reader only once a batch has built up: user space also drains

@@ -25,11 +25,7 @@ pub fn kind_enabled(kind: EventKind) -> bool {
 /// Whether an event on `flow`, owned by `owner` (or, for socket-less resets,
 /// attributed to `listener`), passes the user's filters.
 #[inline(always)]
-pub fn keep(
-    flow: &FlowKey,
-    owner: Option<*const OwnerRecord>,
-    listener: Option<*const ListenerRecord>,
-) -> bool {
+pub fn keep(flow: &FlowKey, owner: *const OwnerRecord, listener: *const ListenerRecord) -> bool {
     let on = config!(filter.active);
     if on == 0 {
         return true;
@@ -50,10 +46,10 @@ pub fn keep(
         return false;
     }
     if on & (active::PIDS | active::COMM) != 0 {
-        // SAFETY: map value pointers, valid for this program run.
-        let owner_ok = owner.is_some_and(|o| unsafe { task_matches(on, &*o) });
+        // SAFETY: non-null map value pointers, valid for this program run.
+        let owner_ok = !owner.is_null() && unsafe { task_matches(on, &*owner) };
         // SAFETY: as above.
-        let listener_ok = listener.is_some_and(|l| unsafe { task_matches(on, &(*l).owner) });
+        let listener_ok = !listener.is_null() && unsafe { task_matches(on, &(*listener).owner) };
         if !owner_ok && !listener_ok {
             return false;
         }

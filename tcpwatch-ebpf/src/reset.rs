@@ -13,9 +13,9 @@ use core::ptr;
 use aya_ebpf::programs::{ProbeContext, TracePointContext};
 use tcpwatch_common::{
     counters::Counter,
-    event::{EventKind, Hook, flags},
+    event::{EventKind, Hook, TcpEvent, flags},
     family,
-    flow::{FlowKey, map_v4},
+    flow::map_v4,
     owner::OwnerRecord,
 };
 
@@ -23,25 +23,20 @@ use crate::{
     config::config,
     emit::{self, Slot},
     filter,
-    kmem::{ReadError, tp, tp_uint},
+    kmem::{ReadError, tp, tp_part, tp_part_into, tp_uint},
     maps::count,
     owner, skb, sock,
     tp_tuple::{self, tuple_fields},
 };
 
-/// A reset this host is sending, as the hook saw it.
-struct Sent {
-    hook: Hook,
-    /// Socket the reset is sent for: full, TIME_WAIT, listener, or 0.
-    sk: u64,
-    /// Incoming segment that triggered it, or 0 for active resets.
-    skb: u64,
-    /// Socket state at send time (0 without a socket).
-    state: u8,
-    /// Kernel reset reason, where the hook has one.
-    reason: Option<u32>,
-    /// The hook's own flow, if it has one (tracepoint fields or the socket).
-    flow: Option<(FlowKey, u16)>,
+/// Where the flow of a reset sent comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FlowFrom {
+    /// The hook filled `event.flow` (tracepoint fields or the socket); the
+    /// incoming segment replaces it when it is a listener's or empty.
+    Hook,
+    /// Only the incoming segment has it (kprobes on the passive reset functions).
+    Segment,
 }
 
 /// `tcp:tcp_send_reset`.
@@ -49,69 +44,59 @@ pub fn on_send_reset_tp(ctx: &TracePointContext) -> Result<(), ReadError> {
     if !filter::kind_enabled(EventKind::ResetSent) {
         return Ok(());
     }
-    counted(send_reset_tp(ctx))
+    let Some(mut slot) = Slot::take() else {
+        count(Counter::LostResetSent);
+        return Ok(());
+    };
+    counted(send_reset_tp(ctx, slot.event()))
 }
 
-fn send_reset_tp(ctx: &TracePointContext) -> Result<(), ReadError> {
-    let sk: u64 = tp(ctx, config!(send_reset.skaddr))?;
-    let skb: u64 = tp(ctx, config!(send_reset.skbaddr)).unwrap_or(0);
-    let state = tp_uint(ctx, config!(send_reset.state)).unwrap_or(0) as u8;
+fn send_reset_tp(ctx: &TracePointContext, event: &mut TcpEvent) -> Result<(), ReadError> {
+    event.hook = Hook::TcpSendResetTp as u8;
+    event.skaddr = tp(ctx, config!(send_reset.skaddr))?;
+    event.skbaddr = tp(ctx, config!(send_reset.skbaddr)).unwrap_or(0);
+    event.new_state = tp_uint(ctx, config!(send_reset.state)).unwrap_or(0) as u8;
     let reason_field = config!(send_reset.reason);
-    let reason = if reason_field.present() {
-        Some(tp_uint(ctx, reason_field)? as u32)
+    if reason_field.present() {
+        event.reason = tp_uint(ctx, reason_field)? as u32;
+        event.flags |= flags::HAS_REASON;
+    }
+    if config!(send_reset.saddr.size) == 28 {
+        sockaddr_flow(ctx, event)?;
     } else {
-        None
-    };
-    let flow = if config!(send_reset.saddr.size) == 28 {
-        sockaddr_flow(ctx)?
-    } else {
-        legacy_flow(ctx, sk)?
-    };
-    report_sent(&Sent {
-        hook: Hook::TcpSendResetTp,
-        sk,
-        skb,
-        state,
-        reason,
-        flow: Some(flow),
-    })
+        legacy_flow(ctx, event)?;
+    }
+    report_sent(event, FlowFrom::Hook)
 }
 
 /// 6.10+ layout: `saddr`/`daddr` hold a `sockaddr_in` or `sockaddr_in6`
-/// (`sa_family` in host order, port in network order).
-fn sockaddr_flow(ctx: &TracePointContext) -> Result<(FlowKey, u16), ReadError> {
-    let src: [u8; 28] = tp(ctx, config!(send_reset.saddr))?;
-    let dst: [u8; 28] = tp(ctx, config!(send_reset.daddr))?;
-    let fam = u16::from_ne_bytes([src[0], src[1]]);
-    let addr = |sa: &[u8; 28]| -> [u8; 16] {
-        if fam == family::INET6 {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(&sa[8..24]);
-            a
-        } else {
-            map_v4([sa[4], sa[5], sa[6], sa[7]])
-        }
-    };
-    Ok((
-        FlowKey {
-            local_addr: addr(&src),
-            remote_addr: addr(&dst),
-            netns: 0,
-            local_port: u16::from_be_bytes([src[2], src[3]]),
-            remote_port: u16::from_be_bytes([dst[2], dst[3]]),
-        },
-        fam,
-    ))
+/// (`sa_family` in host order at 0, port in network order at 2, the IPv4
+/// address at 4, the IPv6 address at 8).
+fn sockaddr_flow(ctx: &TracePointContext, event: &mut TcpEvent) -> Result<(), ReadError> {
+    let (src, dst) = (config!(send_reset.saddr), config!(send_reset.daddr));
+    let fam: u16 = tp_part(ctx, src, 0)?;
+    event.family = fam;
+    event.flow.local_port = u16::from_be(tp_part(ctx, src, 2)?);
+    event.flow.remote_port = u16::from_be(tp_part(ctx, dst, 2)?);
+    if fam == family::INET6 {
+        tp_part_into(ctx, src, 8, &mut event.flow.local_addr)?;
+        tp_part_into(ctx, dst, 8, &mut event.flow.remote_addr)?;
+    } else {
+        event.flow.local_addr = map_v4(tp_part(ctx, src, 4)?);
+        event.flow.remote_addr = map_v4(tp_part(ctx, dst, 4)?);
+    }
+    Ok(())
 }
 
 /// Pre-6.10 layout (`tcp_event_sk_skb`): host-order ports, IPv4 and IPv6 (or
 /// v4-mapped) address fields, `family` from 5.12.
-fn legacy_flow(ctx: &TracePointContext, sk: u64) -> Result<(FlowKey, u16), ReadError> {
+fn legacy_flow(ctx: &TracePointContext, event: &mut TcpEvent) -> Result<(), ReadError> {
     let fam = match tp_uint(ctx, config!(send_reset.family)) {
         Ok(f) => f as u16,
-        Err(_) => sock::family(sk)?,
+        Err(_) => sock::family(event.skaddr)?,
     };
-    Ok((tp_tuple::read(ctx, &tuple_fields!(send_reset), fam)?, fam))
+    event.family = fam;
+    tp_tuple::read_into(ctx, &tuple_fields!(send_reset), fam, &mut event.flow)
 }
 
 /// kprobe on `tcp_v4_send_reset`/`tcp_v6_send_reset(sk, skb, ...)`: the flow comes
@@ -120,25 +105,25 @@ pub fn on_send_reset_kprobe(ctx: &ProbeContext, v6: bool) -> Result<(), ReadErro
     if !filter::kind_enabled(EventKind::ResetSent) {
         return Ok(());
     }
-    let sk: u64 = ctx.arg(0).ok_or(ReadError::Null)?;
-    let skb: u64 = ctx.arg(1).ok_or(ReadError::Null)?;
-    let state = if sk != 0 {
-        counted(sock::state(sk))?
-    } else {
-        0
+    let Some(mut slot) = Slot::take() else {
+        count(Counter::LostResetSent);
+        return Ok(());
     };
-    counted(report_sent(&Sent {
-        hook: if v6 {
-            Hook::TcpV6SendResetKprobe
-        } else {
-            Hook::TcpV4SendResetKprobe
-        },
-        sk,
-        skb,
-        state,
-        reason: None,
-        flow: None,
-    }))
+    let event = slot.event();
+    event.hook = if v6 {
+        Hook::TcpV6SendResetKprobe
+    } else {
+        Hook::TcpV4SendResetKprobe
+    } as u8;
+    let result = (|| {
+        event.skaddr = ctx.arg(0).ok_or(ReadError::Null)?;
+        event.skbaddr = ctx.arg(1).ok_or(ReadError::Null)?;
+        if event.skaddr != 0 {
+            event.new_state = sock::state(event.skaddr)?;
+        }
+        report_sent(event, FlowFrom::Segment)
+    })();
+    counted(result)
 }
 
 /// kprobe on `tcp_send_active_reset(sk, priority, ...)`: the flow comes from the
@@ -147,95 +132,77 @@ pub fn on_active_reset_kprobe(ctx: &ProbeContext) -> Result<(), ReadError> {
     if !filter::kind_enabled(EventKind::ResetSent) {
         return Ok(());
     }
-    let sk: u64 = ctx.arg(0).ok_or(ReadError::Null)?;
-    let result = sock::flow(sk).and_then(|flow| {
-        report_sent(&Sent {
-            hook: Hook::TcpSendActiveResetKprobe,
-            sk,
-            skb: 0,
-            state: sock::state(sk)?,
-            reason: None,
-            flow: Some(flow),
-        })
-    });
-    counted(result)
-}
-
-/// Attributes and emits a sent reset. Out of line: its frame does not add to the
-/// hook's (the BPF stack is 512 bytes per call chain).
-#[inline(never)]
-fn report_sent(sent: &Sent) -> Result<(), ReadError> {
     let Some(mut slot) = Slot::take() else {
         count(Counter::LostResetSent);
         return Ok(());
     };
     let event = slot.event();
+    event.hook = Hook::TcpSendActiveResetKprobe as u8;
+    let result = (|| {
+        let sk: u64 = ctx.arg(0).ok_or(ReadError::Null)?;
+        event.skaddr = sk;
+        event.new_state = sock::state(sk)?;
+        event.family = sock::flow_into(sk, &mut event.flow)?;
+        report_sent(event, FlowFrom::Hook)
+    })();
+    counted(result)
+}
+
+/// Completes (segment, namespace, owner, listener) and emits a sent reset whose
+/// hook fields (`hook`, `skaddr`, `skbaddr`, `new_state`, reason, and with
+/// [`FlowFrom::Hook`] `flow`/`family`) are filled. Out of line: its frame does
+/// not add to the hook's (the BPF stack is 512 bytes per call chain on 6.1 and 6.12).
+#[inline(never)]
+fn report_sent(event: &mut TcpEvent, from: FlowFrom) -> Result<(), ReadError> {
     let now = owner::now_ns();
     let listen = config!(states.listen);
-    let full = sent.sk != 0
-        && sent.state != config!(states.time_wait)
-        && sent.state != config!(states.new_syn_recv);
-
-    event.hook = sent.hook as u8;
-    event.new_state = sent.state;
-    event.skaddr = sent.sk;
-    event.skbaddr = sent.skb;
+    let (sk, skb, state) = (event.skaddr, event.skbaddr, event.new_state);
+    let full =
+        sk != 0 && state != config!(states.time_wait) && state != config!(states.new_syn_recv);
     if full {
         event.flags |= flags::FULL_SOCKET | flags::WANT_TCP_STATS;
     }
-    if let Some(reason) = sent.reason {
-        event.reason = reason;
-        event.flags |= flags::HAS_REASON;
-    }
     let mut segment_netns = 0;
-    let mut segment_flow = None;
-    if sent.skb != 0
-        && let Ok(seg) = skb::parse(sent.skb)
-    {
-        event.flags |= flags::HAS_SEGMENT;
-        event.seg_flags = seg.tcp_flags;
-        event.seg_len = seg.payload_len;
-        segment_netns = seg.flow.netns;
-        segment_flow = Some((seg.flow, seg.family));
+    if skb != 0 {
+        // The hook's own flow is the socket's; for a listener it is the
+        // listener's (peer unknown) and without a socket it may be empty: the
+        // segment then tells.
+        let with_flow = from == FlowFrom::Segment || state == listen || event.flow.local_port == 0;
+        match skb::parse_into(skb, event, with_flow) {
+            Ok(netns) => segment_netns = netns,
+            Err(e) if from == FlowFrom::Segment => return Err(e),
+            Err(_) => {}
+        }
+    } else if from == FlowFrom::Segment {
+        return Err(ReadError::Null);
     }
-    // The hook's own flow is the socket's; for a listener it is the listener's
-    // (peer unknown) and without a socket it may be empty: the segment then tells.
-    let (flow, fam) = match (sent.flow, segment_flow) {
-        (Some((flow, _)), Some(seg)) if sent.state == listen || flow.local_port == 0 => seg,
-        (Some(hook_flow), _) => hook_flow,
-        (None, Some(seg)) => seg,
-        (None, None) => return Err(ReadError::Null),
-    };
-    event.flow = flow;
-    event.family = fam;
-    event.flow.netns = if sent.sk != 0 {
-        sock::netns(sent.sk)?
+    if event.flags & flags::HAS_SEGMENT != 0 && event.seg_flags & skb::TCP_RST != 0 {
+        // The kernel never answers a RST with a RST: tcp_v4/v6_send_reset return
+        // at once. Only their kprobes see these calls.
+        return Ok(());
+    }
+    event.flow.netns = if sk != 0 {
+        sock::netns(sk)?
     } else {
         segment_netns
     };
     let flow = &event.flow;
 
-    let listener = if !full || sent.state == listen {
+    let listener = if !full || state == listen {
         owner::listener(flow.netns, flow.local_port)
     } else {
-        None
+        ptr::null()
     };
-    let mut owner: Option<*const OwnerRecord> = if full {
-        owner::socket_owner(sent.sk, flow, now)
+    let mut owner: *const OwnerRecord = if full {
+        owner::socket_owner(sk, flow, now)
     } else {
         owner::flow_owner(flow, now)
     };
-    if owner.is_none() && sent.state == listen {
-        // SAFETY: a map value pointer, valid for this program run.
-        owner = listener.map(|l| unsafe { &raw const (*l).owner });
+    if owner.is_null() && state == listen && !listener.is_null() {
+        // SAFETY: a non-null map value pointer, valid for this program run.
+        owner = unsafe { &raw const (*listener).owner };
     }
-    emit::submit(
-        event,
-        EventKind::ResetSent,
-        now,
-        owner.unwrap_or(ptr::null()),
-        listener.unwrap_or(ptr::null()),
-    );
+    emit::submit(event, EventKind::ResetSent, now, owner, listener);
     Ok(())
 }
 
@@ -244,31 +211,28 @@ pub fn on_receive_reset_tp(ctx: &TracePointContext) -> Result<(), ReadError> {
     if !filter::kind_enabled(EventKind::ResetReceived) {
         return Ok(());
     }
-    counted(receive_reset_tp(ctx))
+    let Some(mut slot) = Slot::take() else {
+        count(Counter::LostResetReceived);
+        return Ok(());
+    };
+    counted(receive_reset_tp(ctx, slot.event()))
 }
 
-fn receive_reset_tp(ctx: &TracePointContext) -> Result<(), ReadError> {
+fn receive_reset_tp(ctx: &TracePointContext, event: &mut TcpEvent) -> Result<(), ReadError> {
     let sk: u64 = tp(ctx, config!(receive_reset.skaddr))?;
     let fam = match tp_uint(ctx, config!(receive_reset.family)) {
         Ok(f) => f as u16,
         Err(_) => sock::family(sk)?,
     };
-    let mut flow = tp_tuple::read(ctx, &tuple_fields!(receive_reset), fam)?;
-    flow.netns = sock::netns(sk)?;
-    let state = sock::state(sk)?;
-    let Some(mut slot) = Slot::take() else {
-        count(Counter::LostResetReceived);
-        return Ok(());
-    };
-    let event = slot.event();
-    let now = owner::now_ns();
-    event.flow = flow;
+    tp_tuple::read_into(ctx, &tuple_fields!(receive_reset), fam, &mut event.flow)?;
+    event.flow.netns = sock::netns(sk)?;
+    event.new_state = sock::state(sk)?;
     event.family = fam;
     event.hook = Hook::TcpReceiveResetTp as u8;
     event.flags = flags::FULL_SOCKET | flags::WANT_TCP_STATS;
-    event.new_state = state;
     event.skaddr = sk;
-    let owner = owner::socket_owner(sk, &event.flow, now).unwrap_or(ptr::null());
+    let now = owner::now_ns();
+    let owner = owner::socket_owner(sk, &event.flow, now);
     emit::submit(event, EventKind::ResetReceived, now, owner, ptr::null());
     Ok(())
 }

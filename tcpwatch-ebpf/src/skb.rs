@@ -1,34 +1,30 @@
 //! Parsing the incoming segment that triggered a reset from its `struct sk_buff`.
 //!
 //! IP and TCP header layouts are wire formats (RFC 791/8200/9293), not kernel
-//! internals; only the `sk_buff` members come from BTF.
+//! internals; only the `sk_buff` members come from BTF. Fields are read one by
+//! one straight into the scratch event, so that no header copy sits on the BPF
+//! stack.
 
 use tcpwatch_common::{
+    event::{TcpEvent, flags},
     family,
-    flow::{FlowKey, map_v4},
+    flow::map_v4,
 };
 
 use crate::{
     config::config,
-    kmem::{ReadError, read, read_at},
+    kmem::{ReadError, read, read_at, read_into},
 };
 
-/// The incoming segment, with its flow already reversed to the receiving (and
-/// resetting) host's view: `local` is the segment's destination.
-pub struct Segment {
-    /// Flow from this host's view; `netns` from `skb->dev` when available, else 0.
-    pub flow: FlowKey,
-    /// `INET` or `INET6` from the IP version nibble.
-    pub family: u16,
-    /// TCP flags byte.
-    pub tcp_flags: u8,
-    /// TCP payload length in bytes.
-    pub payload_len: u32,
-}
+/// The TCP RST flag in the flags byte (RFC 9293).
+pub const TCP_RST: u8 = 0x04;
 
-/// Parses the IP and TCP headers of `skb`.
+/// Fills the segment fields of `event` (`seg_flags`, `seg_len`,
+/// [`flags::HAS_SEGMENT`]) from `skb`; with `with_flow`, also `flow` (reversed
+/// to the resetting host's view: `local` is the segment's destination) and
+/// `family`. Returns the namespace of the device the segment arrived on, or 0.
 #[inline(always)]
-pub fn parse(skb: u64) -> Result<Segment, ReadError> {
+pub fn parse_into(skb: u64, event: &mut TcpEvent, with_flow: bool) -> Result<u32, ReadError> {
     let head: u64 = read(skb, config!(kernel.skb_head))?;
     let network: u16 = read(skb, config!(kernel.skb_network_header))?;
     let transport: u16 = read(skb, config!(kernel.skb_transport_header))?;
@@ -36,44 +32,38 @@ pub fn parse(skb: u64) -> Result<Segment, ReadError> {
         return Err(ReadError::Null);
     }
     let ip_at = head + u64::from(network);
+    let tcp_at = head + u64::from(transport);
     let first: u8 = read_at(ip_at)?;
-    let (fam, src, dst, ip_total): (u16, [u8; 16], [u8; 16], u32) = match first >> 4 {
+    let ip_total = match first >> 4 {
         4 => {
-            let ip: [u8; 20] = read_at(ip_at)?;
-            let total = u32::from(u16::from_be_bytes([ip[2], ip[3]]));
-            (
-                family::INET,
-                map_v4([ip[12], ip[13], ip[14], ip[15]]),
-                map_v4([ip[16], ip[17], ip[18], ip[19]]),
-                total,
-            )
+            if with_flow {
+                event.flow.remote_addr = map_v4(read_at::<[u8; 4]>(ip_at + 12)?);
+                event.flow.local_addr = map_v4(read_at::<[u8; 4]>(ip_at + 16)?);
+                event.family = family::INET;
+            }
+            u32::from(u16::from_be(read_at(ip_at + 2)?))
         }
         6 => {
-            let ip: [u8; 40] = read_at(ip_at)?;
-            let payload = u32::from(u16::from_be_bytes([ip[4], ip[5]]));
-            let mut src = [0u8; 16];
-            let mut dst = [0u8; 16];
-            src.copy_from_slice(&ip[8..24]);
-            dst.copy_from_slice(&ip[24..40]);
-            (family::INET6, src, dst, payload + 40)
+            if with_flow {
+                read_into(&mut event.flow.remote_addr, ip_at, 8)?;
+                read_into(&mut event.flow.local_addr, ip_at, 24)?;
+                event.family = family::INET6;
+            }
+            // Payload length excludes the fixed 40-byte header.
+            u32::from(u16::from_be(read_at(ip_at + 4)?)) + 40
         }
         _ => return Err(ReadError::Fault),
     };
-    let tcp: [u8; 20] = read_at(head + u64::from(transport))?;
-    let header_bytes = u32::from(transport - network) + u32::from(tcp[12] >> 4) * 4;
-    let netns = segment_netns(skb).unwrap_or(0);
-    Ok(Segment {
-        flow: FlowKey {
-            local_addr: dst,
-            remote_addr: src,
-            netns,
-            local_port: u16::from_be_bytes([tcp[2], tcp[3]]),
-            remote_port: u16::from_be_bytes([tcp[0], tcp[1]]),
-        },
-        family: fam,
-        tcp_flags: tcp[13],
-        payload_len: ip_total.saturating_sub(header_bytes),
-    })
+    if with_flow {
+        event.flow.remote_port = u16::from_be(read_at(tcp_at)?);
+        event.flow.local_port = u16::from_be(read_at(tcp_at + 2)?);
+    }
+    let data_offset: u8 = read_at(tcp_at + 12)?;
+    event.seg_flags = read_at(tcp_at + 13)?;
+    let header_bytes = u32::from(transport - network) + u32::from(data_offset >> 4) * 4;
+    event.seg_len = ip_total.saturating_sub(header_bytes);
+    event.flags |= flags::HAS_SEGMENT;
+    Ok(segment_netns(skb).unwrap_or(0))
 }
 
 /// Network namespace of the device the segment arrived on

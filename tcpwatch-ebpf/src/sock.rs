@@ -9,7 +9,7 @@ use tcpwatch_common::{
 
 use crate::{
     config::config,
-    kmem::{ReadError, read},
+    kmem::{ReadError, read, read_into},
 };
 
 /// Network-namespace inode of a socket (`sk->__sk_common.skc_net.net->ns.inum`).
@@ -39,47 +39,44 @@ pub fn family(sk: u64) -> Result<u16, ReadError> {
     read(sk, config!(kernel.skc_family))
 }
 
-/// The socket's flow (local/remote addresses and ports, netns) and family.
+/// Reads a full socket's flow (local/remote addresses and ports, netns) into
+/// `flow`, in place, and returns its family.
 #[inline(always)]
-pub fn flow(sk: u64) -> Result<(FlowKey, u16), ReadError> {
+pub fn flow_into(sk: u64, flow: &mut FlowKey) -> Result<u16, ReadError> {
     let fam = family(sk)?;
-    let local_port: u16 = read(sk, config!(kernel.skc_num))?;
-    let remote_port: u16 = u16::from_be(read(sk, config!(kernel.skc_dport))?);
-    let (local_addr, remote_addr) = if fam == family::INET6 {
-        (
-            read::<[u8; 16]>(sk, config!(kernel.skc_v6_rcv_saddr))?,
-            read::<[u8; 16]>(sk, config!(kernel.skc_v6_daddr))?,
-        )
+    flow.local_port = read(sk, config!(kernel.skc_num))?;
+    if flow.local_port == 0 {
+        // A full socket that just reached CLOSE gave its port back
+        // (`inet_put_port()` clears `skc_num`); its `inet_sport` still holds it.
+        flow.local_port = u16::from_be(read(sk, config!(kernel.inet_sport))?);
+    }
+    flow.remote_port = u16::from_be(read(sk, config!(kernel.skc_dport))?);
+    if fam == family::INET6 {
+        read_into(&mut flow.local_addr, sk, config!(kernel.skc_v6_rcv_saddr))?;
+        read_into(&mut flow.remote_addr, sk, config!(kernel.skc_v6_daddr))?;
     } else {
-        (
-            map_v4(read::<[u8; 4]>(sk, config!(kernel.skc_rcv_saddr))?),
-            map_v4(read::<[u8; 4]>(sk, config!(kernel.skc_daddr))?),
-        )
-    };
-    Ok((
-        FlowKey {
-            local_addr,
-            remote_addr,
-            netns: netns(sk)?,
-            local_port,
-            remote_port,
-        },
-        fam,
-    ))
+        flow.local_addr = map_v4(read::<[u8; 4]>(sk, config!(kernel.skc_rcv_saddr))?);
+        flow.remote_addr = map_v4(read::<[u8; 4]>(sk, config!(kernel.skc_daddr))?);
+    }
+    flow.netns = netns(sk)?;
+    Ok(fam)
 }
 
-/// Activity of a full TCP socket: idle time (from `tcp_mstamp`, microseconds of
-/// the same monotonic clock as `bpf_ktime_get_ns`) and payload byte counters.
+/// Activity of a full TCP socket, written into `stats`: idle time (from
+/// `tcp_mstamp`, microseconds of the same monotonic clock as
+/// `bpf_ktime_get_ns`) and payload byte counters.
 #[inline(always)]
-pub fn tcp_stats(sk: u64, now_ns: u64) -> Result<TcpStats, ReadError> {
+pub fn tcp_stats_into(sk: u64, now_ns: u64, stats: &mut TcpStats) -> Result<(), ReadError> {
     let last_us: u64 = read(sk, config!(kernel.tcp_mstamp))?;
     if last_us == 0 {
         // No segment sent or received yet (LISTEN, SYN_SENT): no idle time.
         return Err(ReadError::Absent);
     }
-    Ok(TcpStats {
-        idle_us: (now_ns / 1000).saturating_sub(last_us),
-        bytes_received: read(sk, config!(kernel.tcp_bytes_received))?,
-        bytes_acked: read(sk, config!(kernel.tcp_bytes_acked))?,
-    })
+    stats.idle_us = (now_ns / 1000).saturating_sub(last_us);
+    read_into(
+        &mut stats.bytes_received,
+        sk,
+        config!(kernel.tcp_bytes_received),
+    )?;
+    read_into(&mut stats.bytes_acked, sk, config!(kernel.tcp_bytes_acked))
 }

@@ -13,9 +13,8 @@ use aya_ebpf::programs::TracePointContext;
 use tcpwatch_common::{
     IPPROTO_TCP,
     counters::Counter,
-    event::{EventKind, Hook, flags},
-    flow::FlowKey,
-    owner::{OwnerRecord, OwnerSource},
+    event::{EventKind, Hook, TcpEvent, flags},
+    owner::{ListenerRecord, OwnerRecord, OwnerSource},
 };
 
 use crate::{
@@ -34,39 +33,42 @@ pub fn on_set_state(ctx: &TracePointContext) -> Result<(), ReadError> {
     if protocol != u64::from(IPPROTO_TCP) {
         return Ok(());
     }
-    let result = handle(ctx);
+    // The scratch event is also the working memory of owner tracking, so it is
+    // taken even when state events are not wanted.
+    let Some(mut slot) = Slot::take() else {
+        count(Counter::LostState);
+        return Ok(());
+    };
+    let result = handle(ctx, &mut slot);
     if result.is_err() {
         count(Counter::ReadErrors);
     }
     result
 }
 
-fn handle(ctx: &TracePointContext) -> Result<(), ReadError> {
+fn handle(ctx: &TracePointContext, slot: &mut Slot) -> Result<(), ReadError> {
+    let (event, listener_scratch) = slot.parts();
     let sk: u64 = tp(ctx, config!(set_state.skaddr))?;
     let old = tp_uint(ctx, config!(set_state.oldstate))? as u8;
     let new = tp_uint(ctx, config!(set_state.newstate))? as u8;
     let fam = tp_uint(ctx, config!(set_state.family))? as u16;
-    let mut flow = tp_tuple::read(ctx, &tuple_fields!(set_state), fam)?;
-    flow.netns = sock::netns(sk)?;
+    tp_tuple::read_into(ctx, &tuple_fields!(set_state), fam, &mut event.flow)?;
+    event.flow.netns = sock::netns(sk)?;
+    event.family = fam;
+    event.hook = Hook::InetSockSetState as u8;
+    event.flags = flags::FULL_SOCKET;
+    // Idle time and bytes matter when a connection closes (and at resets);
+    // other transitions skip the reads.
+    if old == config!(states.established) || old == config!(states.close_wait) {
+        event.flags |= flags::WANT_TCP_STATS;
+    }
+    event.old_state = old;
+    event.new_state = new;
+    event.skaddr = sk;
     let now = owner::now_ns();
-    let owner = track_owner(sk, &flow, old, new, now);
+    let owner = track_owner(event, listener_scratch, now);
 
-    if filter::kind_enabled(EventKind::State)
-        && let Some(mut slot) = Slot::take()
-    {
-        let event = slot.event();
-        event.flow = flow;
-        event.family = fam;
-        event.hook = Hook::InetSockSetState as u8;
-        event.flags = flags::FULL_SOCKET;
-        // Idle time and bytes matter when a connection closes (and at resets);
-        // other transitions skip the reads.
-        if old == config!(states.established) || old == config!(states.close_wait) {
-            event.flags |= flags::WANT_TCP_STATS;
-        }
-        event.old_state = old;
-        event.new_state = new;
-        event.skaddr = sk;
+    if filter::kind_enabled(EventKind::State) {
         emit::submit(event, EventKind::State, now, owner, ptr::null());
     }
     if new == config!(states.close) {
@@ -75,17 +77,24 @@ fn handle(ctx: &TracePointContext) -> Result<(), ReadError> {
         // socket's slot. A connection that never got past SYN_SENT, and a
         // listener, leave nothing for late segments to find.
         if !owner.is_null() && old != config!(states.syn_sent) && old != config!(states.listen) {
-            owner::remember_closed_flow(&flow, owner, now);
+            owner::remember_closed_flow(&event.flow, owner, now);
         }
         owner::forget_socket(sk);
     }
     Ok(())
 }
 
-/// Updates the owner tables for this transition and returns the socket's owner
-/// (null if unknown). Out of line to keep its frame off the caller's.
+/// Updates the owner tables for the transition in `event` and returns the
+/// socket's owner (null if unknown). Records are built in `event.owner` and
+/// `listener_scratch` (map memory), not on the stack. Out of line to keep its
+/// frame off the caller's.
 #[inline(never)]
-fn track_owner(sk: u64, flow: &FlowKey, old: u8, new: u8, now: u64) -> *const OwnerRecord {
+fn track_owner(
+    event: &mut TcpEvent,
+    listener_scratch: &mut ListenerRecord,
+    now: u64,
+) -> *const OwnerRecord {
+    let (sk, old, new) = (event.skaddr, event.old_state, event.new_state);
     let close = config!(states.close);
     let listen = config!(states.listen);
     let source = if old == close && new == config!(states.syn_sent) {
@@ -99,27 +108,39 @@ fn track_owner(sk: u64, flow: &FlowKey, old: u8, new: u8, now: u64) -> *const Ow
     } else {
         None
     };
+    let (netns, port) = (event.flow.netns, event.flow.local_port);
     if let Some(source) = source {
-        let record = owner::current_owner(source, now);
-        owner::set_socket_owner(sk, &record);
-        if source == OwnerSource::Listen {
-            owner::set_listener(flow.netns, flow.local_port, sk, &record);
+        owner::fill_current_owner(&mut event.owner, source, now);
+        owner::set_socket_owner(sk, &event.owner);
+        match source {
+            OwnerSource::Listen => {
+                owner::set_listener(netns, port, sk, &event.owner, listener_scratch);
+            }
+            // The application closed the connection: keep its owner under the
+            // flow already. The later CLOSE transition (softirq) does it again
+            // with the exact time, but a softirq program can be skipped by the
+            // kernel (one BPF program per CPU at a time), and the TIME_WAIT
+            // reset must still find the owner.
+            OwnerSource::Close => {
+                owner::remember_closed_flow(&event.flow, &raw const event.owner, now);
+            }
+            _ => {}
         }
     } else if old == listen && new == config!(states.syn_recv) {
         // A child socket is born from a listener (softirq): until someone
         // accept()s it, its owner is the listener's.
-        match owner::listener(flow.netns, flow.local_port) {
-            Some(listener) => {
-                // SAFETY: a map value pointer, valid for this program run.
-                let mut record = unsafe { (*listener).owner };
-                record.source = OwnerSource::Listener as u8;
-                record.since_ns = now;
-                owner::set_socket_owner(sk, &record);
-            }
-            None => owner::forget_socket(sk),
+        let listener = owner::listener(netns, port);
+        if listener.is_null() {
+            owner::forget_socket(sk);
+        } else {
+            // SAFETY: a non-null map value pointer, valid for this program run.
+            event.owner = unsafe { (*listener).owner };
+            event.owner.source = OwnerSource::Listener as u8;
+            event.owner.since_ns = now;
+            owner::set_socket_owner(sk, &event.owner);
         }
     } else if old == listen && new == close {
-        owner::remove_listener(flow.netns, flow.local_port, sk);
+        owner::remove_listener(netns, port, sk);
     }
-    owner::socket_owner(sk, flow, now).unwrap_or(ptr::null())
+    owner::socket_owner(sk, &event.flow, now)
 }

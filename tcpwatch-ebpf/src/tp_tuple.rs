@@ -10,7 +10,7 @@ use tcpwatch_common::{
 
 use aya_ebpf::programs::TracePointContext;
 
-use crate::kmem::{ReadError, tp, tp_uint};
+use crate::kmem::{ReadError, tp, tp_part_into, tp_uint};
 
 /// The tuple fields of one tracepoint.
 pub struct TupleFields {
@@ -38,25 +38,23 @@ macro_rules! tuple_fields {
 }
 pub(crate) use tuple_fields;
 
-/// Reads the local/remote tuple of a socket of family `fam` (netns left 0).
+/// Reads the local/remote tuple of a socket of family `fam` into `flow`
+/// (netns untouched), in place.
 #[inline(always)]
-pub fn read(ctx: &TracePointContext, f: &TupleFields, fam: u16) -> Result<FlowKey, ReadError> {
-    let (local_addr, remote_addr) = if fam == family::INET6 {
-        (
-            tp::<[u8; 16]>(ctx, f.saddr_v6)?,
-            tp::<[u8; 16]>(ctx, f.daddr_v6)?,
-        )
+pub fn read_into(
+    ctx: &TracePointContext,
+    f: &TupleFields,
+    fam: u16,
+    flow: &mut FlowKey,
+) -> Result<(), ReadError> {
+    if fam == family::INET6 {
+        tp_part_into(ctx, f.saddr_v6, 0, &mut flow.local_addr)?;
+        tp_part_into(ctx, f.daddr_v6, 0, &mut flow.remote_addr)?;
     } else {
-        (
-            map_v4(tp::<[u8; 4]>(ctx, f.saddr)?),
-            map_v4(tp::<[u8; 4]>(ctx, f.daddr)?),
-        )
-    };
-    Ok(FlowKey {
-        local_addr,
-        remote_addr,
-        netns: 0,
-        local_port: tp_uint(ctx, f.sport)? as u16,
-        remote_port: tp_uint(ctx, f.dport)? as u16,
-    })
+        flow.local_addr = map_v4(tp::<[u8; 4]>(ctx, f.saddr)?);
+        flow.remote_addr = map_v4(tp::<[u8; 4]>(ctx, f.daddr)?);
+    }
+    flow.local_port = tp_uint(ctx, f.sport)? as u16;
+    flow.remote_port = tp_uint(ctx, f.dport)? as u16;
+    Ok(())
 }

@@ -1,10 +1,14 @@
 //! Kernel integration tests: the real `tcpwatch trace` against real sockets, each
 //! test in its own network namespace, with peers in separate processes.
 //!
-//! Needs root, tracefs, kernel BTF and the tracepoints `sock:inet_sock_set_state`,
-//! `tcp:tcp_send_reset` (with the `reason` field, 6.10+, for the reason checks) and
-//! `tcp:tcp_receive_reset`; `syscalls:sys_exit_accept4` for accept attribution.
-//! The README lists which test needs what.
+//! Needs root, tracefs, kernel BTF and the tracepoints `sock:inet_sock_set_state`
+//! and `tcp:tcp_receive_reset`; for resets sent, `tcp:tcp_send_reset` with the
+//! `reason` field (6.10+) or kprobes; `syscalls:sys_exit_accept4` for accept
+//! attribution. Reasons are checked the way the running kernel can give them
+//! (`support/capabilities.rs`): the kernel's own where `tcpwatch probes` says it
+//! has them, inferred and marked so elsewhere. `cargo xtask vm` runs these on
+//! Debian 6.1 (kprobes, no reasons) and 6.12. The README lists which test needs
+//! what.
 //!
 //! This binary is also the peer program: with `TCPWATCH_TEST_PEER` set it serves
 //! peer commands instead of running tests (see `support/peer.rs`).
@@ -17,6 +21,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use support::{
+    capabilities::assert_reason,
     harness::{self, trial},
     netns,
     peer::{self, Peer},
@@ -86,8 +91,8 @@ fn assert_clean_exit(trace: &Trace) {
 }
 
 /// 1 (and 6): connect to a port nobody listens on. The RST is sent with no
-/// socket: reason NO_SOCKET, no owner, no listener. The client's received reset
-/// is owned by the client.
+/// socket: reason NO_SOCKET (the kernel's from 6.10, inferred before), no owner,
+/// no listener. The client's received reset is owned by the client.
 fn closed_port(ip: &str) {
     let ns = netns::enter_private();
     let tracer = trace_all(ns);
@@ -99,7 +104,6 @@ fn closed_port(ip: &str) {
     let sent = trace.one("reset_sent", "RST for the SYN to port 9", |e| {
         port_of(&e["flow"]["src"]) == 9
     });
-    assert_eq!(sent["reason"], "NO_SOCKET", "{sent}");
     assert!(
         sent["owner"].is_null(),
         "no process owns a closed port: {sent}"
@@ -129,7 +133,7 @@ fn closed_port(ip: &str) {
     assert_eq!(received["state"], "SYN_SENT", "{received}");
     assert_eq!(received["error"], "ECONNREFUSED", "{received}");
     let finding = one_finding(&trace, "no_listener");
-    assert_eq!(finding["confidence"], "exact");
+    assert_reason(sent, finding, &["NO_SOCKET"]);
     assert!(finding["owner"].is_null(), "{finding}");
     assert_eq!(
         pid_of(&finding["peer_owner"]),
@@ -171,7 +175,8 @@ fn connected_pair(ip: &str) -> (Peer, Peer, u16, u16) {
 }
 
 /// 2 (and 6): the server closes a connection with unread data: RST with
-/// TCP_ABORT_ON_CLOSE owned by the server process, not the test runner.
+/// TCP_ABORT_ON_CLOSE (the kernel's from 6.12, inferred from counters before)
+/// owned by the server process, not the test runner.
 fn unread_data_close(ip: &str) {
     let ns = netns::enter_private();
     let tracer = trace_all(ns);
@@ -190,7 +195,6 @@ fn unread_data_close(ip: &str) {
     let sent = trace.one("reset_sent", "server's abort", |e| {
         port_of(&e["flow"]["src"]) == port && port_of(&e["flow"]["dst"]) == client_port
     });
-    assert_eq!(sent["reason"], "TCP_ABORT_ON_CLOSE", "{sent}");
     assert_eq!(
         pid_of(&sent["owner"]),
         Some(u64::from(server.pid)),
@@ -206,6 +210,7 @@ fn unread_data_close(ip: &str) {
         "{received}"
     );
     let finding = one_finding(&trace, "close_with_unread_data");
+    assert_reason(sent, finding, &["TCP_ABORT_ON_CLOSE"]);
     assert_eq!(
         pid_of(&finding["owner"]),
         Some(u64::from(server.pid)),
@@ -218,7 +223,8 @@ fn unread_data_close(ip: &str) {
     );
 }
 
-/// 3: SO_LINGER {1,0} close: RST with TCP_STATE, owned by the closing process.
+/// 3: SO_LINGER {1,0} close: RST with TCP_STATE (the kernel's from 6.12,
+/// inferred from counters before), owned by the closing process.
 fn linger_zero_close() {
     let ns = netns::enter_private();
     let tracer = trace_all(ns);
@@ -231,7 +237,6 @@ fn linger_zero_close() {
     let sent = trace.one("reset_sent", "client's abortive close", |e| {
         port_of(&e["flow"]["src"]) == client_port && port_of(&e["flow"]["dst"]) == port
     });
-    assert_eq!(sent["reason"], "TCP_STATE", "{sent}");
     assert_eq!(
         pid_of(&sent["owner"]),
         Some(u64::from(client.pid)),
@@ -243,6 +248,7 @@ fn linger_zero_close() {
         "close() runs in the owner: {sent}"
     );
     let finding = one_finding(&trace, "linger_zero_abort");
+    assert_reason(sent, finding, &["TCP_STATE"]);
     assert_eq!(
         pid_of(&finding["owner"]),
         Some(u64::from(client.pid)),
@@ -267,11 +273,6 @@ fn idle_close_then_data(ip: &str) {
     let sent = trace.one("reset_sent", "server kernel's RST to late data", |e| {
         port_of(&e["flow"]["src"]) == port && port_of(&e["flow"]["dst"]) == client_port
     });
-    assert!(
-        ["TCP_TIMEWAIT_SOCKET", "TCP_ABORT_ON_DATA"]
-            .contains(&sent["reason"].as_str().unwrap_or("")),
-        "{sent}"
-    );
     let owner = pid_of(&sent["owner"]);
     assert_eq!(
         owner,
@@ -282,6 +283,7 @@ fn idle_close_then_data(ip: &str) {
     assert_ne!(sent["owner"]["comm"], "swapper/0");
     // The server closed right after accept (not idle): data after close.
     let finding = one_finding(&trace, "data_after_close");
+    assert_reason(sent, finding, &["TCP_TIMEWAIT_SOCKET", "TCP_ABORT_ON_DATA"]);
     assert_eq!(
         pid_of(&finding["owner"]),
         Some(u64::from(server.pid)),
@@ -573,7 +575,12 @@ fn explain_replay() {
         c.sort();
         c
     };
-    assert_eq!(causes(&replayed), causes(&trace.findings), "replay vs live");
+    assert_eq!(
+        causes(&replayed),
+        causes(&trace.findings),
+        "replay vs live; recording:\n{}",
+        trace.raw
+    );
     assert_eq!(
         causes(&trace.findings),
         ["close_with_unread_data", "no_listener"]

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::{
+    capabilities::{assert_finding_reason, is_no_socket_reset},
     harness::{self, trial},
     netns,
     peer::{self, Peer},
@@ -133,11 +134,12 @@ fn keepalive_race_nginx() {
     let trace = tracer.finish_after(Duration::from_millis(500));
     let found = findings(&trace, "keepalive_idle_race");
     let f = found[0];
-    assert_eq!(f["confidence"], "exact", "{f}");
+    assert_finding_reason(f, &["TCP_TIMEWAIT_SOCKET", "TCP_ABORT_ON_DATA"]);
     assert_eq!(
         pid(&f["owner"]),
         Some(u64::from(worker)),
-        "the nginx worker closed it: {f}"
+        "the nginx worker closed it: {f}\ntrace:\n{}",
+        trace.dump()
     );
     assert_eq!(f["owner"]["comm"], "nginx");
     assert_eq!(pid(&f["peer_owner"]), Some(u64::from(client.pid)), "{f}");
@@ -259,12 +261,17 @@ fn time_wait_overflow_redis() {
     );
     let trace = tracer.finish_after(Duration::from_millis(2500));
     let found = findings(&trace, "time_wait_overflow");
+    // The burst can outlast a sample interval on a slow machine (TCG): the
+    // finding that saw most of it.
     let table = found
         .iter()
-        .find(|f| {
+        .filter(|f| {
             f["evidence"]
                 .as_array()
                 .is_some_and(|e| e.iter().any(|e| e["fact"] == "time_wait_overflow"))
+        })
+        .max_by(|a, b| {
+            number(a, "closes_to_destination").total_cmp(&number(b, "closes_to_destination"))
         })
         .unwrap_or_else(|| panic!("no counter finding: {found:?}"));
     assert!(number(table, "time_wait_overflow") >= 1.0, "{table}");
@@ -285,7 +292,7 @@ fn time_wait_overflow_redis() {
     let resets = trace
         .of_kind("reset_sent")
         .into_iter()
-        .filter(|e| e["reason"] == "NO_SOCKET")
+        .filter(|e| is_no_socket_reset(e))
         .count();
     assert!(resets >= 1, "late segments were reset");
 }
@@ -341,7 +348,7 @@ fn keepalive_timeout() {
     client.ok("keepalive 1 1 2");
     let trace = tracer.finish_after(Duration::from_millis(6000));
     let f = findings(&trace, "keepalive_timeout")[0];
-    assert_eq!(f["confidence"], "exact");
+    assert_finding_reason(f, &["TCP_KEEPALIVE_TIMEOUT"]);
     assert_eq!(pid(&f["owner"]), Some(u64::from(client.pid)), "{f}");
 }
 
@@ -377,7 +384,12 @@ fn peer_restarted() {
     client.ok(&format!("connect-from 127.0.0.1 {port} {local}"));
     let trace = tracer.finish();
     let f = findings(&trace, "peer_restarted")[0];
-    assert_eq!(pid(&f["owner"]), Some(u64::from(client.pid)), "{f}");
+    assert_eq!(
+        pid(&f["owner"]),
+        Some(u64::from(client.pid)),
+        "{f}\ntrace:\n{}",
+        trace.dump()
+    );
 }
 
 /// The client closes first; the server never closes its half (CLOSE_WAIT).

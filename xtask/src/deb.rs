@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::setup::{self, run_cmd};
+use crate::{command::run_cmd, setup};
 
 /// `cargo xtask deb` options.
 #[derive(clap::Args)]

@@ -5,11 +5,16 @@
 //! - `cargo xtask bench`: measure tcpwatch's cost (docs/performance.md).
 //! - `cargo xtask deb`: build the Debian package.
 //! - `cargo xtask service-test`: the unit under systemd as PID 1 (nspawn).
+//! - `cargo xtask vm`: the tests on Debian kernels 6.1 and 6.12 under QEMU/TCG,
+//!   or any command in such a guest.
 
+mod apt;
 mod bench;
+mod command;
 mod deb;
 mod service_test;
 mod setup;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -41,6 +46,11 @@ enum Command {
     /// A load generator process of the benchmarks (internal).
     #[command(hide = true)]
     BenchLoad(bench::load::Args),
+    /// Run the integration and scenario tests on each kernel of the matrix
+    /// (Debian 6.1 and 6.12) in QEMU/TCG guests with a Debian userland, or run
+    /// a command there: `cargo xtask vm --kernel 6.1 -- tcpwatch probes`.
+    /// Needs root the first time (packages, the guests' root).
+    Vm(vm::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +60,7 @@ fn main() -> ExitCode {
         Command::ServiceTest(args) => service_test::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::BenchLoad(args) => bench::load::run(&args),
+        Command::Vm(args) => vm::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

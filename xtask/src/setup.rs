@@ -14,7 +14,9 @@ use std::{
     process::Command,
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
+
+use crate::{apt, command::run_cmd};
 
 /// Debian packages every build needs (the LLVM dev package is added from the
 /// version rustc reports).
@@ -61,18 +63,12 @@ pub struct Args {
 
 /// Runs the setup.
 pub fn run(args: &Args) -> Result<()> {
-    let missing = missing_packages(PACKAGES)?;
-    if !missing.is_empty() {
-        apt_install(&missing)?;
-    }
+    apt::ensure_installed(PACKAGES, "setup")?;
     let rustc = Path::new("/usr/bin/rustc");
     let llvm = llvm_major(rustc)?;
     let llvm_dev = format!("llvm-{llvm}-dev");
     let polly = format!("libpolly-{llvm}-dev");
-    let missing = missing_packages(&[llvm_dev.as_str(), polly.as_str()])?;
-    if !missing.is_empty() {
-        apt_install(&missing)?;
-    }
+    apt::ensure_installed(&[llvm_dev.as_str(), polly.as_str()], "setup")?;
 
     let linker = args.prefix.join("bin/bpf-linker");
     let record = args.prefix.join("toolchain.env");
@@ -130,54 +126,6 @@ fn install_cargo_deb(prefix: &Path, force: bool) -> Result<()> {
     )
 }
 
-/// Packages from `names` that are not installed.
-fn missing_packages(names: &[&str]) -> Result<Vec<String>> {
-    let mut missing = Vec::new();
-    for name in names {
-        let out = Command::new("dpkg-query")
-            .args(["-W", "-f", "${Status}", name])
-            .output()
-            .context("running dpkg-query (is this Debian?)")?;
-        if !String::from_utf8_lossy(&out.stdout).contains("install ok installed") {
-            missing.push((*name).to_owned());
-        }
-    }
-    Ok(missing)
-}
-
-fn apt_install(packages: &[String]) -> Result<()> {
-    if !nix::unistd::geteuid().is_root() {
-        bail!(
-            "these packages are missing: {}; run `sudo cargo xtask setup` (or install them with apt-get)",
-            packages.join(" ")
-        );
-    }
-    println!("xtask: installing {}", packages.join(" "));
-    run_cmd(Command::new("apt-get").arg("update").arg("-q"))?;
-    // Packages with services (prometheus) must not start them here: the tests start
-    // their own, in private network namespaces. policy-rc.d says so to invoke-rc.d.
-    let policy = Path::new("/usr/sbin/policy-rc.d");
-    let ours = !policy.exists();
-    if ours {
-        fs::write(
-            policy,
-            "#!/bin/sh\n# cargo xtask setup: start no service while installing\nexit 101\n",
-        )
-        .context("writing /usr/sbin/policy-rc.d")?;
-        fs::set_permissions(policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-    }
-    let result = run_cmd(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(packages)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    );
-    if ours {
-        let _ = fs::remove_file(policy);
-    }
-    result
-}
-
 /// The LLVM major version a rustc is built on (`rustc -vV`).
 fn llvm_major(rustc: &Path) -> Result<u32> {
     let out = Command::new(rustc)
@@ -217,12 +165,4 @@ fn install_bpf_linker(prefix: &Path, llvm: u32) -> Result<()> {
             .env("LLVM_PREFIX", &llvm_prefix)
             .env("PATH", path),
     )
-}
-
-pub fn run_cmd(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed with {status}");
-    }
-    Ok(())
 }

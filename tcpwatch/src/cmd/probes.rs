@@ -17,81 +17,116 @@ use crate::{
     },
 };
 
+/// How tcpwatch knows a cause when the kernel gives no reason for the reset
+/// (before 6.10; active resets before 6.12). Mirrors `explain::infer`.
+#[derive(Clone, Copy)]
+enum Without {
+    /// From the socket's state and the incoming segment.
+    Segment,
+    /// From the TcpExt counter the kernel moves on that path, in the next sample.
+    Counters,
+    /// Not told apart: tcpwatch reports it as another reason.
+    SeenAs(&'static str),
+}
+
 /// Reset causes users need told apart, with the kernel reason that names each.
-/// (`reason`, needs a reset without a full socket, what it means)
-const CAUSES: &[(&str, bool, &str)] = &[
-    (
-        "NO_SOCKET",
-        true,
-        "segment for a port nobody listens on, or for a connection this host already forgot",
-    ),
-    (
-        "TCP_TIMEWAIT_SOCKET",
-        true,
-        "new data on a connection this host closed (keep-alive idle race)",
-    ),
-    (
-        "TCP_ABORT_ON_DATA",
-        false,
-        "data arrived after the application closed (keep-alive idle race)",
-    ),
-    (
-        "TCP_ABORT_ON_CLOSE",
-        false,
-        "the application closed with unread data",
-    ),
-    (
-        "TCP_STATE",
-        false,
-        "abortive close: SO_LINGER {1,0}, ss -K, listener closed with queued connections",
-    ),
-    (
-        "TCP_ABORT_ON_LINGER",
-        false,
-        "close in FIN_WAIT2 with TCP_LINGER2 < 0",
-    ),
-    (
-        "TCP_ABORT_ON_MEMORY",
-        false,
-        "too many orphans or TCP memory pressure",
-    ),
-    (
-        "TCP_KEEPALIVE_TIMEOUT",
-        false,
-        "keep-alive probes unanswered (dead peer, NAT or firewall dropped state)",
-    ),
-    (
-        "INVALID_SYN",
-        false,
-        "accept queue full with tcp_abort_on_overflow=1, or a bad SYN for a pending connection",
-    ),
-    (
-        "TCP_FLAGS",
-        false,
-        "ACK to a listener with no matching request",
-    ),
-    (
-        "TCP_INVALID_ACK_SEQUENCE",
-        false,
-        "bad SYN-ACK on connect (peer restarted with the same port)",
-    ),
-    (
-        "TCP_RFC7323_PAWS",
-        false,
-        "timestamp (PAWS) rejection on connect",
-    ),
+struct Cause {
+    reason: &'static str,
+    /// Whether the reset is sent without a full socket.
+    socketless: bool,
+    without_reason: Without,
+    meaning: &'static str,
+}
+
+const CAUSES: &[Cause] = &[
+    Cause {
+        reason: "NO_SOCKET",
+        socketless: true,
+        without_reason: Without::Segment,
+        meaning: "segment for a port nobody listens on, or for a connection this host already forgot",
+    },
+    Cause {
+        reason: "TCP_TIMEWAIT_SOCKET",
+        socketless: true,
+        without_reason: Without::Segment,
+        meaning: "new data on a connection this host closed (keep-alive idle race)",
+    },
+    Cause {
+        reason: "TCP_ABORT_ON_DATA",
+        socketless: false,
+        without_reason: Without::Segment,
+        meaning: "data arrived after the application closed (keep-alive idle race)",
+    },
+    Cause {
+        reason: "TCP_ABORT_ON_CLOSE",
+        socketless: false,
+        without_reason: Without::Counters,
+        meaning: "the application closed with unread data",
+    },
+    Cause {
+        reason: "TCP_STATE",
+        socketless: false,
+        without_reason: Without::Counters,
+        meaning: "abortive close: SO_LINGER {1,0}, ss -K, listener closed with queued connections",
+    },
+    Cause {
+        reason: "TCP_ABORT_ON_LINGER",
+        socketless: false,
+        without_reason: Without::Counters,
+        meaning: "close in FIN_WAIT2 with TCP_LINGER2 < 0",
+    },
+    Cause {
+        reason: "TCP_ABORT_ON_MEMORY",
+        socketless: false,
+        without_reason: Without::Counters,
+        meaning: "too many orphans or TCP memory pressure",
+    },
+    Cause {
+        reason: "TCP_KEEPALIVE_TIMEOUT",
+        socketless: false,
+        without_reason: Without::Counters,
+        meaning: "keep-alive probes unanswered (dead peer, NAT or firewall dropped state)",
+    },
+    Cause {
+        reason: "INVALID_SYN",
+        socketless: false,
+        without_reason: Without::Segment,
+        meaning: "accept queue full with tcp_abort_on_overflow=1, or a bad SYN for a pending connection",
+    },
+    Cause {
+        reason: "TCP_FLAGS",
+        socketless: false,
+        without_reason: Without::Segment,
+        meaning: "ACK to a listener with no matching request",
+    },
+    Cause {
+        reason: "TCP_INVALID_ACK_SEQUENCE",
+        socketless: false,
+        without_reason: Without::Segment,
+        meaning: "bad SYN-ACK on connect (peer restarted with the same port)",
+    },
+    Cause {
+        reason: "TCP_RFC7323_PAWS",
+        socketless: false,
+        without_reason: Without::SeenAs("TCP_INVALID_ACK_SEQUENCE"),
+        meaning: "timestamp (PAWS) rejection on connect",
+    },
 ];
 
 /// How this kernel lets a cause be known.
-fn exactness(names: &KernelNames, plan: &Plan, reason: &str, socketless: bool) -> &'static str {
-    if names.has_reason(reason) {
-        "exact (kernel reason)"
-    } else if socketless && plan.reset_coverage != ResetCoverage::Complete {
-        "not visible (resets without a socket are missed)"
+fn exactness(names: &KernelNames, plan: &Plan, cause: &Cause) -> String {
+    if names.has_reason(cause.reason) {
+        "exact (kernel reason)".into()
+    } else if cause.socketless && plan.reset_coverage != ResetCoverage::Complete {
+        "not visible (resets without a socket are missed)".into()
     } else if plan.reset_coverage == ResetCoverage::None {
-        "not visible (resets sent are not observed)"
+        "not visible (resets sent are not observed)".into()
     } else {
-        "inferred (no kernel reason: from state, history and counters)"
+        match cause.without_reason {
+            Without::Segment => "inferred (socket state, incoming segment)".into(),
+            Without::Counters => "inferred (TcpExt counters, next sample)".into(),
+            Without::SeenAs(other) => format!("not told apart (seen as {other})"),
+        }
     }
 }
 
@@ -189,12 +224,13 @@ fn report_text(kernel: &Kernel, plan: &Plan) -> String {
         let _ = writeln!(s, "  {:<26} {why}", role.label());
     }
     let _ = writeln!(s, "\nReset causes this kernel can tell apart");
-    for (reason, socketless, meaning) in CAUSES {
+    for cause in CAUSES {
         let _ = writeln!(
             s,
-            "  {:<26} {:<52} {meaning}",
-            reason,
-            exactness(names, plan, reason, *socketless)
+            "  {:<26} {:<52} {}",
+            cause.reason,
+            exactness(names, plan, cause),
+            cause.meaning
         );
     }
     s
@@ -220,9 +256,9 @@ fn report_json(kernel: &Kernel, plan: &Plan) -> serde_json::Value {
             "role": s.role.label(), "attach": s.point.to_string(), "program": s.program,
         })).collect::<Vec<_>>(),
         "why": plan.reasons.iter().map(|(r, w)| json!({"role": r.label(), "why": w})).collect::<Vec<_>>(),
-        "causes": CAUSES.iter().map(|(reason, socketless, meaning)| json!({
-            "reason": reason, "meaning": meaning,
-            "how": exactness(names, plan, reason, *socketless),
+        "causes": CAUSES.iter().map(|cause| json!({
+            "reason": cause.reason, "meaning": cause.meaning,
+            "how": exactness(names, plan, cause),
         })).collect::<Vec<_>>(),
     })
 }

@@ -45,6 +45,9 @@ const HINT_EVERY: Duration = Duration::from_secs(1);
 const DRAIN_EVERY: Duration = Duration::from_millis(50);
 /// How often storm mode is checked and its counts reported.
 const STORM_POLL: Duration = Duration::from_secs(1);
+/// At stop, how long to wait for the final samples that decide resets still
+/// waiting on counters.
+const FINAL_SAMPLE_WAIT: Duration = Duration::from_secs(5);
 
 /// SIGINT and SIGTERM (and, for the daemon, SIGHUP), caught.
 pub struct Signals {
@@ -200,6 +203,7 @@ impl<S: Sink> Session<S> {
         let mut stop = self.pump(reader, samples, signals, duration).await?;
         if !matches!(stop, Stop::Count | Stop::OutputClosed | Stop::Reload) {
             reader.drain_now(usize::MAX, |bytes| self.take(bytes));
+            self.final_samples(samples).await;
             self.poll_storm(true)?;
             if let Some(engine) = &mut self.engine {
                 let findings = engine.finish();
@@ -211,6 +215,31 @@ impl<S: Sink> Session<S> {
             }
         }
         Ok(stop)
+    }
+
+    /// Resets whose reason the kernel does not give (active resets before
+    /// 6.12) are decided by the counters of the sample after them. At stop, a
+    /// sample is taken now rather than leaving them undecided.
+    async fn final_samples(&mut self, samples: &mut Option<Samples>) {
+        let (Some(engine), Some(hints), Some(rx)) = (&self.engine, &self.hints, samples) else {
+            return;
+        };
+        let mut waiting = engine.awaiting_namespaces();
+        if waiting.is_empty() {
+            return;
+        }
+        let asked = Utc::now();
+        hints.sample_now();
+        let deadline = tokio::time::Instant::now() + FINAL_SAMPLE_WAIT;
+        while !waiting.is_empty() {
+            let Ok(Some(sample)) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+                break;
+            };
+            if sample.time >= asked {
+                waiting.remove(&sample.netns);
+            }
+            self.sample(sample);
+        }
     }
 
     async fn pump(
@@ -463,6 +492,14 @@ impl<S: Sink> Session<S> {
             ),
             None => String::new(),
         };
+        // Said only when it happened: it is rare, and no tcpwatch setting
+        // changes it.
+        let missed = match kernel.missed() {
+            0 => String::new(),
+            n => format!(
+                ", {n} hook runs skipped by the kernel (another BPF program was running on that CPU)"
+            ),
+        };
         let storms = match &self.storm {
             Some(storm) if storm.storms > 0 => format!(
                 "; {} storms: {} events summarised in the kernel ({} found no room and were only counted)",
@@ -473,7 +510,7 @@ impl<S: Sink> Session<S> {
             _ => String::new(),
         };
         format!(
-            "stopped ({why}) after {:.1} s: {} events shown ({sent} reset_sent, {received} reset_received, {state} state){findings}{storms}; {} lost (ring buffer full), {} undecodable, {} kernel read errors, {} without a known owner",
+            "stopped ({why}) after {:.1} s: {} events shown ({sent} reset_sent, {received} reset_received, {state} state){findings}{storms}; {} lost (ring buffer full), {} undecodable, {} kernel read errors, {} without a known owner{missed}",
             elapsed.as_secs_f64(),
             state + sent + received,
             kernel.lost(),

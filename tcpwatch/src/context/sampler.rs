@@ -58,9 +58,18 @@ pub struct Hint {
     pub pid: u32,
 }
 
+/// What the tracer tells the sampler.
+enum Message {
+    /// A namespace is active.
+    Hint(Hint),
+    /// Sample every active namespace now (at stop, for decisions still waiting
+    /// on counters).
+    SampleNow,
+}
+
 /// Where the tracer sends hints.
 pub struct Hints {
-    tx: SyncSender<Hint>,
+    tx: SyncSender<Message>,
     dropped: u64,
 }
 
@@ -69,9 +78,14 @@ impl Hints {
     /// behind, the hint is dropped (and counted); the namespace is then found
     /// on a later event.
     pub fn send(&mut self, hint: Hint) {
-        if self.tx.try_send(hint).is_err() {
+        if self.tx.try_send(Message::Hint(hint)).is_err() {
             self.dropped += 1;
         }
+    }
+
+    /// Asks for a sample of every active namespace now, ahead of the interval.
+    pub fn sample_now(&self) {
+        let _ = self.tx.try_send(Message::SampleNow);
     }
 
     /// Hints dropped because the sampler was behind.
@@ -157,13 +171,13 @@ impl Sampler {
     fn run(
         &mut self,
         interval: Duration,
-        hints: &Receiver<Hint>,
+        hints: &Receiver<Message>,
         out: &tokio_mpsc::Sender<SampleRecord>,
     ) {
         let mut next = Instant::now() + interval;
         loop {
             match hints.recv_timeout(next.saturating_duration_since(Instant::now())) {
-                Ok(hint) => {
+                Ok(Message::Hint(hint)) => {
                     // A namespace seen for the first time is read at once: its
                     // counters' deltas are counted from this baseline, and what
                     // happens before the next tick must not fall into it.
@@ -175,6 +189,7 @@ impl Sampler {
                     }
                     continue;
                 }
+                Ok(Message::SampleNow) => {}
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -263,9 +278,16 @@ impl Sampler {
             listeners,
             close_wait,
         } = sockets::summarise(&raw.sockets, &self.names);
+        // Listeners worth an owner: those with connections waiting, and all of
+        // them when some accept queue overflowed since the previous sample (on
+        // a slow machine the queue may have drained again by now).
+        let overflowed = ["TcpExt.ListenOverflows", "TcpExt.ListenDrops"]
+            .iter()
+            .any(|c| counters.get(*c).copied().unwrap_or(0) > 0);
+        let wanted = |queue: u32| queue > 0 || overflowed;
         let interesting: Vec<u64> = listeners
             .iter()
-            .filter(|(l, _)| l.queue > 0)
+            .filter(|(l, _)| wanted(l.queue))
             .map(|(_, inode)| *inode)
             .chain(
                 close_wait
@@ -287,7 +309,7 @@ impl Sampler {
         let listeners: Vec<_> = listeners
             .into_iter()
             .map(|(mut l, inode)| {
-                if l.queue > 0 {
+                if wanted(l.queue) {
                     l.owner = owner_of(inode);
                 }
                 l

@@ -234,6 +234,12 @@ impl Engine {
         self.advance(now)
     }
 
+    /// Namespaces of resets whose reason waits for a counter sample (kernels
+    /// that do not report active-reset reasons).
+    pub fn awaiting_namespaces(&self) -> std::collections::BTreeSet<u32> {
+        self.awaiting.iter().map(|(e, _)| e.flow.netns).collect()
+    }
+
     /// Everything still held, at the end of a trace or recording.
     pub fn finish(&mut self) -> Vec<FindingRecord> {
         let now = self.clock.unwrap_or_else(Utc::now);
@@ -598,6 +604,47 @@ mod tests {
         found.extend(engine.tick(at(3000)));
         found.extend(engine.finish());
         assert_eq!(only(&found).cause, Cause::ForgottenConnection);
+    }
+
+    /// Before 6.12 an active reset has no reason and waits for the next
+    /// sample's counters; the peer's received reset, ready sooner, must wait
+    /// with it rather than be reported as a generic peer_reset.
+    #[test]
+    fn received_reset_waits_for_a_sender_awaiting_counters() {
+        let (srv, cli) = (proc(7, "api"), proc(42, "client"));
+        let mut engine = super::Engine::new(Default::default());
+        let mut out = Vec::new();
+        for input in connection(0, "127.0.0.1:80", "127.0.0.1:5000", &srv, &cli) {
+            if let Input::E(e) = input {
+                out.extend(engine.event(&e));
+            }
+        }
+        out.extend(engine.event(&received(
+            500,
+            "127.0.0.1:5000",
+            "127.0.0.1:80",
+            "ESTABLISHED",
+            Some(owner(42, "client", "connect")),
+            srv.clone(),
+        )));
+        out.extend(engine.event(&sent(
+            500,
+            "127.0.0.1:80",
+            "127.0.0.1:5000",
+            Some("CLOSE"),
+            None,
+            Some(owner(7, "api", "accept")),
+            srv,
+        )));
+        out.extend(engine.tick(at(1400)));
+        assert!(out.is_empty(), "held until the sample: {out:?}");
+        let mut s = sample(1500);
+        s.counters.insert("TcpExt.TCPAbortOnClose".into(), 1);
+        out.extend(engine.sample(&s));
+        out.extend(engine.finish());
+        let f = only(&out);
+        assert_eq!(f.cause, Cause::CloseWithUnreadData);
+        assert_eq!(f.peer_owner.as_ref().map(|p| p.pid), Some(42));
     }
 
     /// Findings wait for the settle time: a tick before it releases nothing.

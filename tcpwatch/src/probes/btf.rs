@@ -269,7 +269,8 @@ impl KernelBtf {
             tcp_bytes_acked: optional("tcp_sock", &["bytes_acked"], 8),
             task_group_leader: optional("task_struct", &["group_leader"], 8),
             task_comm: optional("task_struct", &["comm"], 16),
-            _pad: [0; 2],
+            inet_sport: sized("inet_sock", &["inet_sport"], 2)?,
+            _pad: 0,
         })
     }
 }

@@ -1,4 +1,5 @@
 //! Shared helpers of the kernel integration tests.
+pub mod capabilities;
 pub mod harness;
 pub mod netns;
 pub mod peer;
