@@ -43,6 +43,15 @@ static LISTENER_SCRATCH: PerCpuArray<ListenerRecord> = PerCpuArray::with_max_ent
 #[map]
 static SCRATCH_DEPTH: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
+/// The nesting depth of the slot the running program holds (0-based).
+#[inline(always)]
+pub fn slot_depth() -> u32 {
+    SCRATCH_DEPTH
+        .get_ptr(0)
+        // SAFETY: a per-CPU counter, only touched by this CPU.
+        .map_or(0, |d| unsafe { *d }.saturating_sub(1))
+}
+
 /// A scratch event slot, held for the duration of one program run.
 pub struct Slot {
     event: *mut TcpEvent,

@@ -11,10 +11,18 @@ use tcpwatch_common::{
     storm::{AggregateKey, AggregateValue, key_flags},
 };
 
+use aya_ebpf::{macros::map, maps::PerCpuArray};
+
 use crate::{
     config::config,
+    emit::slot_depth,
     maps::{AGGREGATES, EVENTS, STORM, count},
 };
+
+/// Room to build a new aggregate value (128 bytes: too much for the BPF stack
+/// on 6.1 and 6.12), one per nesting depth like the event slots.
+#[map]
+static VALUE_SCRATCH: PerCpuArray<AggregateValue> = PerCpuArray::with_max_entries(4, 0);
 
 /// Bytes waiting in the ring buffer.
 #[inline(always)]
@@ -114,21 +122,27 @@ pub fn summarise(
         count(counter);
         return;
     }
-    let value = AggregateValue {
-        count: 1,
-        first_ns: now,
-        last_ns: now,
-        example: event.flow,
-        // SAFETY: as above.
-        owner: if who.is_null() {
-            OwnerRecord::default()
-        } else {
-            unsafe { *who }
-        },
+    let Some(value) = VALUE_SCRATCH.get_ptr_mut(slot_depth()) else {
+        count(Counter::SummaryOverflow);
+        return;
     };
+    // SAFETY: this CPU's scratch at this program's nesting depth, ours for the
+    // run; `who` is a map value pointer, valid for this program run.
+    unsafe {
+        (*value).count = 1;
+        (*value).first_ns = now;
+        (*value).last_ns = now;
+        (*value).example = event.flow;
+        if who.is_null() {
+            core::ptr::write_bytes(&raw mut (*value).owner, 0, 1);
+        } else {
+            (*value).owner = *who;
+        }
+    }
     // Inserting writes this CPU's slot (another CPU's insert of the same key
     // meanwhile only wrote its own).
-    if AGGREGATES.insert(&key, &value, 0).is_ok() {
+    // SAFETY: `value` points at a whole, initialised AggregateValue.
+    if AGGREGATES.insert(&key, unsafe { &*value }, 0).is_ok() {
         count(counter);
     } else {
         count(Counter::SummaryOverflow);
