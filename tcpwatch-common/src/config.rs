@@ -35,9 +35,19 @@ pub struct ProgramConfig {
     /// Storm mode starts when the ring buffer holds this many unread bytes
     /// (0: only when a write fails). See [`crate::storm`].
     pub storm_high_water: u32,
+    /// Bits of [`options`].
+    pub options: u32,
+    /// Explicit padding, always zero.
+    pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<ProgramConfig>() == 56 + 12 + 5 * 60 + 8 + 60 + 4);
+/// Bits of [`ProgramConfig::options`].
+pub mod options {
+    /// Record the kernel stack of every reset (`--kstack`).
+    pub const KSTACK: u32 = 1 << 0;
+}
+
+const _: () = assert!(core::mem::size_of::<ProgramConfig>() == 56 + 12 + 5 * 60 + 8 + 60 + 4 + 8);
 const _: () = assert!(core::mem::size_of::<ProgramConfig>().is_multiple_of(8));
 
 #[cfg(feature = "user")]

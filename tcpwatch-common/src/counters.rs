@@ -39,14 +39,17 @@ pub enum Counter {
     SummaryOverflow = 13,
     /// Times storm mode started.
     Storms = 14,
+    /// Resets whose kernel stack could not be stored (`--kstack`: a different
+    /// stack already holds its hash bucket in the full `KSTACKS` map).
+    KstackLost = 15,
 }
 
 impl Counter {
     /// Number of counters (size of the array).
-    pub const COUNT: u32 = 15;
+    pub const COUNT: u32 = 16;
 
     /// All counters, in index order.
-    pub const ALL: [Counter; 15] = [
+    pub const ALL: [Counter; 16] = [
         Self::EmittedState,
         Self::EmittedResetSent,
         Self::EmittedResetReceived,
@@ -62,6 +65,7 @@ impl Counter {
         Self::SummarisedResetReceived,
         Self::SummaryOverflow,
         Self::Storms,
+        Self::KstackLost,
     ];
 
     /// Stable name used in summaries and metrics.
@@ -82,6 +86,7 @@ impl Counter {
             Self::SummarisedResetReceived => "summarised_reset_received",
             Self::SummaryOverflow => "summary_overflow",
             Self::Storms => "storms",
+            Self::KstackLost => "kstack_lost",
         }
     }
 }

@@ -99,6 +99,8 @@ pub mod flags {
     /// Kernel side only, cleared before the event is written: read the
     /// socket's idle time and byte counters for this event.
     pub const WANT_TCP_STATS: u8 = 1 << 6;
+    /// `kstack` is an id in the `KSTACKS` stack-trace map (`--kstack`).
+    pub const HAS_KSTACK: u8 = 1 << 7;
 }
 
 /// Activity of a full TCP socket at the time of the event.
@@ -177,9 +179,14 @@ pub struct TcpEvent {
     pub actor: TaskIdent,
     /// Socket activity, if `HAS_TCP_STATS` (full sockets only).
     pub tcp: TcpStats,
+    /// Id of the kernel stack of the path that built or took the reset in
+    /// the `KSTACKS` map, if `HAS_KSTACK`.
+    pub kstack: u32,
+    /// Explicit padding, always zero.
+    pub _pad2: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<TcpEvent>() == 280);
+const _: () = assert!(core::mem::size_of::<TcpEvent>() == 288);
 const _: () = assert!(core::mem::align_of::<TcpEvent>() <= 8);
 
 #[cfg(feature = "user")]

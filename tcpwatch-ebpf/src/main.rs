@@ -7,6 +7,7 @@
 //! - [`reset`]: resets sent (`tcp:tcp_send_reset`, or kprobes on
 //!   `tcp_v4_send_reset`/`tcp_v6_send_reset`/`tcp_send_active_reset` on kernels
 //!   whose tracepoint misses socket-less resets) and received (`tcp:tcp_receive_reset`).
+//! - [`kstack`]: the kernel stack of each reset, with `--kstack`.
 //! - [`accept`]: `syscalls:sys_exit_accept4`/`sys_exit_accept`, owner of accepted sockets.
 //!
 //! Kernel struct offsets, tracepoint field offsets and TCP state numbers are not
@@ -25,6 +26,8 @@ mod emit;
 mod filter;
 #[cfg(target_arch = "bpf")]
 mod kmem;
+#[cfg(target_arch = "bpf")]
+mod kstack;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]

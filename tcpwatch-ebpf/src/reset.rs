@@ -24,6 +24,7 @@ use crate::{
     emit::{self, Slot},
     filter,
     kmem::{ReadError, tp, tp_part, tp_part_into, tp_uint},
+    kstack,
     maps::count,
     owner, skb, sock,
     tp_tuple::{self, tuple_fields},
@@ -48,6 +49,7 @@ pub fn on_send_reset_tp(ctx: &TracePointContext) -> Result<(), ReadError> {
         count(Counter::LostResetSent);
         return Ok(());
     };
+    kstack::record(ctx, slot.event());
     counted(send_reset_tp(ctx, slot.event()))
 }
 
@@ -110,6 +112,7 @@ pub fn on_send_reset_kprobe(ctx: &ProbeContext, v6: bool) -> Result<(), ReadErro
         return Ok(());
     };
     let event = slot.event();
+    kstack::record(ctx, event);
     event.hook = if v6 {
         Hook::TcpV6SendResetKprobe
     } else {
@@ -137,6 +140,7 @@ pub fn on_active_reset_kprobe(ctx: &ProbeContext) -> Result<(), ReadError> {
         return Ok(());
     };
     let event = slot.event();
+    kstack::record(ctx, event);
     event.hook = Hook::TcpSendActiveResetKprobe as u8;
     let result = (|| {
         let sk: u64 = ctx.arg(0).ok_or(ReadError::Null)?;
@@ -215,6 +219,7 @@ pub fn on_receive_reset_tp(ctx: &TracePointContext) -> Result<(), ReadError> {
         count(Counter::LostResetReceived);
         return Ok(());
     };
+    kstack::record(ctx, slot.event());
     counted(receive_reset_tp(ctx, slot.event()))
 }
 
@@ -229,7 +234,7 @@ fn receive_reset_tp(ctx: &TracePointContext, event: &mut TcpEvent) -> Result<(),
     event.new_state = sock::state(sk)?;
     event.family = fam;
     event.hook = Hook::TcpReceiveResetTp as u8;
-    event.flags = flags::FULL_SOCKET | flags::WANT_TCP_STATS;
+    event.flags |= flags::FULL_SOCKET | flags::WANT_TCP_STATS;
     event.skaddr = sk;
     let now = owner::now_ns();
     let owner = owner::socket_owner(sk, &event.flow, now);

@@ -270,6 +270,11 @@ pub struct TraceArgs {
     /// Print the kernel programs' debug log (aya-log) on stderr.
     #[arg(long)]
     pub bpf_log: bool,
+    /// Show with each reset the kernel stack of the path that sent or took
+    /// it, symbolised from /proc/kallsyms (a backtrace in text, a `kstack`
+    /// list of frames in JSON). Costs a stack walk per reset; off by default.
+    #[arg(long)]
+    pub kstack: bool,
     /// Only print events: no findings, no namespace sampling (and the kernel
     /// reports only the --kind events).
     #[arg(long)]

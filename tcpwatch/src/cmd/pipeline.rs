@@ -6,6 +6,7 @@
 use std::{os::unix::fs::MetadataExt, path::PathBuf, time::Duration, time::Instant};
 
 use anyhow::{Context as _, anyhow};
+use tcpwatch_common::config::options as program_options;
 use tokio::io::unix::AsyncFd;
 use tracing::{info, warn};
 
@@ -37,6 +38,8 @@ pub struct Options {
     pub bpf_log: bool,
     /// Take the start-up census of existing sockets.
     pub census: bool,
+    /// Record the kernel stack of every reset.
+    pub kstack: bool,
 }
 
 /// Programs loaded and attached.
@@ -88,6 +91,9 @@ pub async fn start(options: &Options) -> Result<Pipeline, Failure> {
     let mut config = kernel.program_config(options.filters.config(), grace);
     // Storm mode starts with the ring buffer half full.
     config.storm_high_water = options.sizes.ring_buffer_bytes / 2;
+    if options.kstack {
+        config.options |= program_options::KSTACK;
+    }
     let mut ebpf = attach::load(&config, options.sizes, options.bpf_log).or_runtime()?;
     attach::fill_filters(&mut ebpf, &options.filters.sets()).or_runtime()?;
     if options.bpf_log {

@@ -24,11 +24,12 @@ use crate::{
         convert::Converter,
         counters::KernelCounters,
         decode::{DecodeStats, decode},
+        kstack::Kstacks,
         model::{AggregateRecord, EventRecord, Kind, StormRecord},
         reader::Reader,
         storm::{Storm, StormOutput},
     },
-    explain::{engine::Engine, finding::FindingRecord},
+    explain::{cause::Cause, engine::Engine, finding::FindingRecord},
     selection::Selection,
     sinks::sink::{Progress, Sink},
 };
@@ -141,6 +142,8 @@ pub struct Session<S: Sink> {
     selection: Selection,
     batch: Vec<Item>,
     storm: Option<Storm>,
+    kstacks: Option<Kstacks>,
+    kstack_causes: Option<Vec<Cause>>,
 }
 
 impl<S: Sink> Session<S> {
@@ -170,7 +173,18 @@ impl<S: Sink> Session<S> {
             selection: Selection::default(),
             batch: Vec::with_capacity(256),
             storm,
+            kstacks: None,
+            kstack_causes: None,
         }
+    }
+
+    /// Resolves the kernel stacks resets carry (`--kstack`) and hands them on
+    /// with the events, and with the findings of `causes` (all when `None`;
+    /// the engine gives a reset's finding its stack).
+    pub fn with_kstacks(mut self, kstacks: Kstacks, causes: Option<Vec<Cause>>) -> Self {
+        self.kstacks = Some(kstacks);
+        self.kstack_causes = causes;
+        self
     }
 
     /// Hands on only the events and findings `selection` selects (causes
@@ -318,7 +332,13 @@ impl<S: Sink> Session<S> {
     /// Decodes one ring-buffer record, explains it, queues what to print.
     pub fn take(&mut self, bytes: &[u8]) {
         let mut record = match decode(bytes) {
-            Ok(raw) => self.converter.convert(&raw),
+            Ok(raw) => {
+                let mut record = self.converter.convert(&raw);
+                if let Some(kstacks) = &mut self.kstacks {
+                    record.kstack = kstacks.frames(&raw);
+                }
+                record
+            }
             Err(e) => return self.decode.count(e),
         };
         self.cgroups.annotate_event(&mut record);
@@ -399,7 +419,14 @@ impl<S: Sink> Session<S> {
                     self.output.event(&record)?;
                     self.shown[kind_index(record.kind)] += 1;
                 }
-                Item::Finding(finding) => {
+                Item::Finding(mut finding) => {
+                    let wanted = self
+                        .kstack_causes
+                        .as_ref()
+                        .is_none_or(|causes| causes.contains(&finding.cause));
+                    if !wanted {
+                        finding.kstack = None;
+                    }
                     self.output.finding(&finding)?;
                     self.findings += 1;
                 }

@@ -11,7 +11,8 @@ use super::{
 use crate::{
     cli::TraceArgs,
     events::{
-        clock::Clock, convert::Converter, counters::KernelCounters, model::Kind, storm::Storm,
+        clock::Clock, convert::Converter, counters::KernelCounters, kstack::Kstacks, model::Kind,
+        storm::Storm,
     },
     exit::{Failure, OrExit},
     explain::engine::Engine,
@@ -48,6 +49,7 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
         owner_grace: args.owner_grace,
         bpf_log: args.bpf_log,
         census: !args.no_census,
+        kstack: args.kstack,
     };
     let mut pipeline = pipeline::start(&options).await?;
 
@@ -81,6 +83,10 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
         Some(storm),
     )
     .with_selection(args.placement.selection());
+    if args.kstack {
+        let kstacks = Kstacks::new(&mut pipeline.ebpf).or_runtime()?;
+        session = session.with_kstacks(kstacks, None);
+    }
     let mut reader = crate::events::reader::Reader::new(&mut pipeline.ebpf).or_runtime()?;
     let tracing_since = Instant::now();
     let stop = session

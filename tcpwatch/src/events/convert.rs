@@ -72,6 +72,8 @@ impl Converter {
                 bytes_received: raw.tcp.bytes_received,
                 bytes_acked: raw.tcp.bytes_acked,
             }),
+            // Read from the stack map by the session (`--kstack`).
+            kstack: None,
         }
     }
 }

@@ -53,7 +53,6 @@ pub enum Cause {
 
 impl Cause {
     /// Every cause, in documentation order.
-    #[cfg(test)]
     pub const ALL: [Cause; 21] = [
         Self::NoListener,
         Self::CloseWithUnreadData,
@@ -135,7 +134,6 @@ impl Cause {
     }
 
     /// Parses an id.
-    #[cfg(test)]
     pub fn from_id(id: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.id() == id)
     }

@@ -187,6 +187,7 @@ impl Engine {
             }),
             socket: None,
             tcp: None,
+            kstack: None,
         };
         let (reason, confidence) = match infer::of_event(&event) {
             Reason::Known(reason, confidence) => (Some(reason), confidence),
@@ -313,6 +314,9 @@ impl Engine {
             .iter_mut()
             .find_map(|rule| rule.reset(&ctx, &reset));
         if let Some(mut draft) = draft {
+            if draft.finding.kstack.is_none() {
+                draft.finding.kstack.clone_from(&event.kstack);
+            }
             if let Some(count) = summarised {
                 // Summaries of the two ends pair by service, not by
                 // connection: the ephemeral side's port is left out.

@@ -110,6 +110,8 @@ impl Kernel {
             owner_grace_ns,
             filter,
             storm_high_water: 0,
+            options: 0,
+            _pad: 0,
         }
     }
 }
