@@ -37,8 +37,24 @@ pub struct ProgramConfig {
     pub storm_high_water: u32,
     /// Bits of [`options`].
     pub options: u32,
+    /// Where `nf_send_reset`/`nf_send_reset6` take their arguments.
+    pub nf_reset: NfResetArgs,
+}
+
+/// Argument positions of `nf_send_reset(struct net *net, struct sock *sk,
+/// struct sk_buff *oldskb, int hook)` (and `nf_send_reset6`), from the
+/// function's BTF prototype: they moved when `sk` was added (5.13).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NfResetArgs {
+    /// `struct net *net`.
+    pub net: u8,
+    /// `struct sk_buff *oldskb`: the segment the rule rejected.
+    pub oldskb: u8,
+    /// `int hook`: the netfilter hook (`enum nf_inet_hooks`) of the rule.
+    pub hook: u8,
     /// Explicit padding, always zero.
-    pub _pad: u32,
+    pub _pad: u8,
 }
 
 /// Bits of [`ProgramConfig::options`].
@@ -48,6 +64,7 @@ pub mod options {
 }
 
 const _: () = assert!(core::mem::size_of::<ProgramConfig>() == 56 + 12 + 5 * 60 + 8 + 60 + 4 + 8);
+const _: () = assert!(core::mem::size_of::<NfResetArgs>() == 4);
 const _: () = assert!(core::mem::size_of::<ProgramConfig>().is_multiple_of(8));
 
 #[cfg(feature = "user")]

@@ -53,6 +53,10 @@ pub enum Hook {
     TcpV6SendResetKprobe = 5,
     /// kprobe on `tcp_send_active_reset`.
     TcpSendActiveResetKprobe = 6,
+    /// kprobe on `nf_send_reset`: netfilter `REJECT --reject-with tcp-reset`, IPv4.
+    NfSendResetKprobe = 8,
+    /// kprobe on `nf_send_reset6`: the same for IPv6.
+    NfSendReset6Kprobe = 9,
 }
 
 impl Hook {
@@ -65,6 +69,8 @@ impl Hook {
             4 => Self::TcpV4SendResetKprobe,
             5 => Self::TcpV6SendResetKprobe,
             6 => Self::TcpSendActiveResetKprobe,
+            8 => Self::NfSendResetKprobe,
+            9 => Self::NfSendReset6Kprobe,
             _ => return None,
         })
     }
@@ -78,7 +84,14 @@ impl Hook {
             Self::TcpV4SendResetKprobe => "kprobe:tcp_v4_send_reset",
             Self::TcpV6SendResetKprobe => "kprobe:tcp_v6_send_reset",
             Self::TcpSendActiveResetKprobe => "kprobe:tcp_send_active_reset",
+            Self::NfSendResetKprobe => "kprobe:nf_send_reset",
+            Self::NfSendReset6Kprobe => "kprobe:nf_send_reset6",
         }
+    }
+
+    /// Whether the hook sees resets built by netfilter, not by TCP.
+    pub fn is_netfilter(self) -> bool {
+        matches!(self, Self::NfSendResetKprobe | Self::NfSendReset6Kprobe)
     }
 }
 
@@ -162,7 +175,8 @@ pub struct TcpEvent {
     pub seg_flags: u8,
     /// Explicit padding, always zero.
     pub _pad: u8,
-    /// Raw `enum sk_rst_reason`, if `HAS_REASON`.
+    /// Raw `enum sk_rst_reason`, if `HAS_REASON`. For the netfilter hooks
+    /// ([`Hook::is_netfilter`]): the raw `enum nf_inet_hooks` of the rule.
     pub reason: u32,
     /// Payload bytes of the incoming segment, if `HAS_SEGMENT`.
     pub seg_len: u32,

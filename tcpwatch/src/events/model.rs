@@ -99,6 +99,12 @@ pub struct EventRecord {
     /// otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kstack: Option<Vec<Frame>>,
+    /// For resets built by a netfilter `REJECT --reject-with tcp-reset` rule
+    /// (hook `kprobe:nf_send_reset[6]`): the netfilter hook of the rule, as
+    /// iptables names its chains (`INPUT`, `FORWARD`, `OUTPUT`, ...). Absent
+    /// for resets TCP built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netfilter_hook: Option<String>,
 }
 
 /// One kernel stack frame.

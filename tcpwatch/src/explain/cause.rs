@@ -49,11 +49,14 @@ pub enum Cause {
     PawsReject,
     /// A reset the rules cannot place: the kernel's reason is given.
     OtherReset,
+    /// A firewall rule on this host (netfilter REJECT with tcp-reset) refused
+    /// the segment.
+    FirewallReject,
 }
 
 impl Cause {
     /// Every cause, in documentation order.
-    pub const ALL: [Cause; 21] = [
+    pub const ALL: [Cause; 22] = [
         Self::NoListener,
         Self::CloseWithUnreadData,
         Self::LingerZeroAbort,
@@ -74,6 +77,7 @@ impl Cause {
         Self::StrayAckToListener,
         Self::Linger2Abort,
         Self::PawsReject,
+        Self::FirewallReject,
         Self::OtherReset,
     ];
 
@@ -101,6 +105,7 @@ impl Cause {
             Self::Linger2Abort => "linger2_abort",
             Self::PawsReject => "paws_reject",
             Self::OtherReset => "other_reset",
+            Self::FirewallReject => "firewall_reject",
         }
     }
 
@@ -130,6 +135,9 @@ impl Cause {
             Self::Linger2Abort => "Abort in FIN_WAIT2 (TCP_LINGER2 < 0)",
             Self::PawsReject => "Connection rejected by timestamp checks (PAWS)",
             Self::OtherReset => "Reset",
+            Self::FirewallReject => {
+                "Refused by a firewall rule on this host (REJECT with tcp-reset)"
+            }
         }
     }
 

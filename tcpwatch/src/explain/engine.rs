@@ -188,6 +188,7 @@ impl Engine {
             socket: None,
             tcp: None,
             kstack: None,
+            netfilter_hook: None,
         };
         let (reason, confidence) = match infer::of_event(&event) {
             Reason::Known(reason, confidence) => (Some(reason), confidence),

@@ -24,7 +24,8 @@ pub enum Reason {
 
 /// The reason of `event` from what it carries.
 pub fn of_event(event: &EventRecord) -> Reason {
-    if event.kind != Kind::ResetSent {
+    if event.kind != Kind::ResetSent || event.netfilter_hook.is_some() {
+        // A firewall's reset has no TCP reason to infer.
         return Reason::None;
     }
     if let Some(reason) = &event.reason

@@ -77,6 +77,7 @@ fn base(kind: Kind, ms: i64, src: &str, dst: &str, actor: Process) -> EventRecor
         socket: Some("0xffff0000".into()),
         tcp: None,
         kstack: None,
+        netfilter_hook: None,
     }
 }
 

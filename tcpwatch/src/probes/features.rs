@@ -36,6 +36,9 @@ pub struct Features {
     pub accept4_exit: Option<TpFormat>,
     /// `syscalls:sys_exit_accept`.
     pub accept_exit: Option<TpFormat>,
+    /// BTF gives the argument positions of `nf_send_reset`/`nf_send_reset6`
+    /// (set by [`super::kernel::Kernel::inspect`]).
+    pub nf_reset_args: bool,
 }
 
 impl Features {
@@ -75,6 +78,7 @@ impl Features {
             receive_reset: tracefs.format("tcp", "tcp_receive_reset")?,
             accept4_exit: tracefs.format("syscalls", "sys_exit_accept4")?,
             accept_exit: tracefs.format("syscalls", "sys_exit_accept")?,
+            nf_reset_args: false,
         })
     }
 

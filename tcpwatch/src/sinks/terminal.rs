@@ -187,6 +187,7 @@ mod tests {
             socket: None,
             tcp: None,
             kstack: None,
+            netfilter_hook: None,
         }
     }
 

@@ -84,3 +84,14 @@ pub fn is_no_socket_reset(event: &Value) -> bool {
         event["reason"].is_null() && event["socket"].is_null()
     }
 }
+
+/// Whether this kernel lets tcpwatch see resets netfilter builds (kprobes on
+/// nf_send_reset), as `tcpwatch probes` says under "firewall resets".
+pub fn sees_firewall_resets() -> bool {
+    probes()["why"]
+        .as_array()
+        .and_then(|why| why.iter().find(|w| w["role"] == "firewall resets"))
+        .and_then(|w| w["why"].as_str())
+        .unwrap_or_else(|| panic!("tcpwatch probes says nothing about firewall resets"))
+        .starts_with("kprobes")
+}
