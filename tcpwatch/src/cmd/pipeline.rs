@@ -65,6 +65,7 @@ pub async fn start(options: &Options) -> Result<Pipeline, Failure> {
         .or_usage()?;
     let started = Instant::now();
     let kernel = Kernel::inspect(&options.btf).or_usage()?;
+    privileges::check_perf_events().or_usage()?;
     let plan = plan(&kernel.features).or_usage()?;
     if !kernel.features.btf && !options.filters.netns.is_empty() {
         return Err(anyhow!(

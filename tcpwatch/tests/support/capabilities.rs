@@ -95,3 +95,19 @@ pub fn sees_firewall_resets() -> bool {
         .unwrap_or_else(|| panic!("tcpwatch probes says nothing about firewall resets"))
         .starts_with("kprobes")
 }
+
+/// Whether `tcpwatch --btf none` still sees resets sent without a socket: the
+/// tracepoint does from 6.10; before, only the kprobes do, and they need BTF.
+pub fn sees_socketless_resets_without_btf() -> bool {
+    static COVERAGE: OnceLock<String> = OnceLock::new();
+    let coverage = COVERAGE.get_or_init(|| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tcpwatch"))
+            .args(["probes", "--json", "--btf", "none"])
+            .output()
+            .expect("run tcpwatch probes --btf none");
+        let report: Value =
+            serde_json::from_slice(&out.stdout).expect("tcpwatch probes --btf none --json output");
+        report["reset_coverage"].as_str().unwrap_or("").to_owned()
+    });
+    coverage == "complete"
+}
