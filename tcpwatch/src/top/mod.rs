@@ -1,0 +1,3 @@
+//! `tcpwatch top`: the live terminal view of an incident's first minutes.
+pub mod board;
+pub mod view;
