@@ -42,6 +42,9 @@ pub struct KernelArgs {
 pub enum Command {
     /// Trace resets (and, with --kind, state transitions) live.
     Trace(Box<TraceArgs>),
+    /// A live terminal view of resets and findings by cause, owner and port,
+    /// and of the sockets piling up: for the first minutes of an incident.
+    Top(Box<TopArgs>),
     /// Show what this kernel offers, the attach plan and why, and which reset
     /// causes it can tell apart.
     Probes(ProbesArgs),
@@ -317,6 +320,32 @@ pub struct TraceArgs {
     pub kernel: KernelArgs,
 }
 
+/// `tcpwatch top`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Keys: q, Esc or Ctrl-C quit (SIGINT, SIGTERM and SIGHUP too). Made for 80x24 and up; works over SSH.\nNeeds a terminal: for a pipe or a file use `tcpwatch trace`.\nExamples:\n  sudo tcpwatch top\n  sudo tcpwatch top --port 443 --unit nginx"
+)]
+pub struct TopArgs {
+    /// Which sockets and flows.
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    /// Units, cgroups, containers.
+    #[command(flatten)]
+    pub placement: PlacementArgs,
+    /// Quit after this long (e.g. 30s, 5m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Kernel side and sampling.
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Explanation options (--summary prints the ranking after the view closes).
+    #[command(flatten)]
+    pub explain: ExplainArgs,
+    /// Kernel options.
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
 /// `tcpwatch probes`.
 #[derive(Debug, Args)]
 pub struct ProbesArgs {
@@ -387,5 +416,38 @@ mod tests {
         assert!(Cli::try_parse_from(["tcpwatch", "trace", "--port", "70000"]).is_err());
         assert!(Cli::try_parse_from(["tcpwatch", "trace", "--count", "0"]).is_err());
         assert!(Cli::try_parse_from(["tcpwatch", "trace", "--duration", "soon"]).is_err());
+    }
+
+    #[test]
+    fn top_shares_the_filter_and_kernel_options_of_trace() {
+        let cli = Cli::try_parse_from([
+            "tcpwatch",
+            "top",
+            "--port",
+            "443",
+            "--netns",
+            "1",
+            "--unit",
+            "nginx",
+            "--ring-buffer-size",
+            "65536",
+            "--btf",
+            "none",
+            "--duration",
+            "5s",
+        ])
+        .unwrap();
+        let Command::Top(t) = cli.command else {
+            panic!("not top")
+        };
+        assert_eq!(t.filters.port, [443]);
+        assert_eq!(t.filters.netns, [1]);
+        assert_eq!(t.placement.unit, ["nginx"]);
+        assert_eq!(t.pipeline.ring_buffer_size, 65536);
+        assert_eq!(t.kernel.btf, std::path::Path::new("none"));
+        assert_eq!(t.duration, Some(Duration::from_secs(5)));
+        // trace's output options are not top's.
+        assert!(Cli::try_parse_from(["tcpwatch", "top", "--json"]).is_err());
+        assert!(Cli::try_parse_from(["tcpwatch", "top", "--count", "3"]).is_err());
     }
 }
