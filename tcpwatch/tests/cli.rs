@@ -72,6 +72,17 @@ fn bad_flags_and_values() {
     }
 }
 
+/// `top` draws a live screen: into a pipe it refuses (before any privilege
+/// check, so also as a user) and points to `trace`.
+#[test]
+fn top_refuses_without_a_terminal() {
+    assert_usage_error(
+        &["top"],
+        "stdout is not a terminal: `tcpwatch top` draws a live screen; use `tcpwatch trace` for a pipe or a file",
+    );
+    assert_usage_error(&["top", "--json"], "unexpected argument '--json'");
+}
+
 #[test]
 fn too_many_filter_values() {
     let mut args = vec!["trace"];
@@ -194,6 +205,7 @@ fn help_and_version_exit_zero() {
         &["--help"][..],
         &["--version"],
         &["trace", "--help"],
+        &["top", "--help"],
         &["probes", "--help"],
     ] {
         let out = tcpwatch(args);

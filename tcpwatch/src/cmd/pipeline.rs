@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use crate::{
     attrib::{census, seed},
+    cli::{KernelArgs, PipelineArgs},
     context::sampler::{self, Hints, Samples},
     events::clock::Clock,
     exit::{Failure, OrExit},
@@ -40,6 +41,30 @@ pub struct Options {
     pub census: bool,
     /// Record the kernel stack of every reset.
     pub kstack: bool,
+}
+
+impl Options {
+    /// The options of a command-line session (`trace`, `top`): its filters,
+    /// and the kernel-side settings the user gave.
+    pub fn from_args(
+        filters: Filters,
+        pipeline: &PipelineArgs,
+        kernel: &KernelArgs,
+        bpf_log: bool,
+    ) -> Self {
+        Self {
+            btf: kernel.btf.clone(),
+            filters,
+            sizes: MapSizes {
+                ring_buffer_bytes: pipeline.ring_buffer_size,
+                max_sockets: pipeline.max_sockets,
+            },
+            owner_grace: pipeline.owner_grace,
+            bpf_log,
+            census: !pipeline.no_census,
+            kstack: false,
+        }
+    }
 }
 
 /// Programs loaded and attached.
