@@ -641,7 +641,12 @@ fn storm_mode() {
         .iter()
         .filter(|r| r["record"] == "aggregate" && r["kind"] == "reset_sent")
         .inspect(|r| {
-            assert_eq!(r["reason"], "NO_SOCKET", "{r}");
+            if capabilities::kernel_reports("NO_SOCKET") {
+                assert_eq!(r["reason"], "NO_SOCKET", "{r}");
+            } else {
+                // Before 6.10 the kernel gives no reason to count under.
+                assert!(r["reason"].is_null(), "{r}");
+            }
             assert_eq!(
                 (r["port"].as_u64(), r["port_side"].as_str()),
                 (Some(9), Some("local")),
