@@ -513,9 +513,11 @@ fn accept_queue_abort() {
     let queue = found
         .iter()
         .find(|f| {
+            // The queue's own finding (from samples); the per-reset one may
+            // quote ListenOverflows too.
             f["evidence"]
                 .as_array()
-                .is_some_and(|e| e.iter().any(|e| e["fact"] == "listen_overflows"))
+                .is_some_and(|e| e.iter().any(|e| e["fact"] == "accept_backlog"))
         })
         .unwrap_or_else(|| {
             let samples: Vec<String> = trace
