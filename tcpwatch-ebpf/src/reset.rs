@@ -151,15 +151,51 @@ pub fn on_nf_send_reset_kprobe(ctx: &ProbeContext, v6: bool) -> Result<(), ReadE
     } as u8;
     let args = config!(nf_reset);
     let result = (|| {
-        event.skbaddr = ctx.arg(usize::from(args.oldskb)).ok_or(ReadError::Null)?;
-        let hook: u64 = ctx.arg(usize::from(args.hook)).ok_or(ReadError::Null)?;
-        event.reason = hook as u32;
-        let net: u64 = ctx.arg(usize::from(args.net)).ok_or(ReadError::Null)?;
+        let regs = Args::read(ctx)?;
+        event.skbaddr = regs.at(args.oldskb);
+        event.reason = regs.at(args.hook) as u32;
+        let net = regs.at(args.net);
         // The rule's namespace: on the output path the segment has no device yet.
         event.flow.netns = sock::net_inum(net)?;
         report_sent(event, FlowFrom::Segment)
     })();
     counted(result)
+}
+
+/// The first five arguments of a probed function. The verifier refuses a
+/// context read at an offset it cannot see in the instruction, so each is
+/// read at its fixed register and the position chosen among the values.
+struct Args([u64; 5]);
+
+impl Args {
+    #[inline(always)]
+    fn read(ctx: &ProbeContext) -> Result<Self, ReadError> {
+        let arg = |v: Option<u64>| v.ok_or(ReadError::Null);
+        Ok(Self([
+            arg(ctx.arg(0))?,
+            arg(ctx.arg(1))?,
+            arg(ctx.arg(2))?,
+            arg(ctx.arg(3))?,
+            arg(ctx.arg(4))?,
+        ]))
+    }
+
+    /// Argument `n` (0-based, below 5; user space checks).
+    #[inline(always)]
+    fn at(&self, n: u8) -> u64 {
+        let [a0, a1, a2, a3, a4] = self.0;
+        if n == 0 {
+            a0
+        } else if n == 1 {
+            a1
+        } else if n == 2 {
+            a2
+        } else if n == 3 {
+            a3
+        } else {
+            a4
+        }
+    }
 }
 
 /// kprobe on `tcp_send_active_reset(sk, priority, ...)`: the flow comes from the

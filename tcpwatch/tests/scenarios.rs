@@ -557,6 +557,7 @@ fn firewall_reject() {
             .expect("nft (nftables)");
         assert!(status.success(), "nft {rule}");
     }
+    let seen = capabilities::sees_firewall_resets();
     let tracer = trace(ns, &[]);
     let mut client = Peer::spawn();
     assert_eq!(
@@ -569,7 +570,12 @@ fn firewall_reject() {
         "a service listens: {}",
         trace.dump()
     );
-    if !capabilities::sees_firewall_resets() {
+    assert!(
+        !trace.stderr.contains("nf_send_reset not attached"),
+        "the kprobes tcpwatch planned must load: {}",
+        trace.stderr
+    );
+    if !seen {
         // This kernel (no kprobes) cannot see netfilter's reset; the client's
         // received reset is reported, with the refusal it caused.
         let f = findings(&trace, "peer_reset")[0];

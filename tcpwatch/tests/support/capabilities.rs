@@ -85,10 +85,17 @@ pub fn is_no_socket_reset(event: &Value) -> bool {
     }
 }
 
-/// Whether this kernel lets tcpwatch see resets netfilter builds (kprobes on
-/// nf_send_reset), as `tcpwatch probes` says under "firewall resets".
+/// Whether tcpwatch sees resets netfilter builds (kprobes on nf_send_reset),
+/// as `tcpwatch probes` says under "firewall resets" right now: asked afresh,
+/// since the functions appear only once the first REJECT rule has loaded
+/// their module.
 pub fn sees_firewall_resets() -> bool {
-    probes()["why"]
+    let out = Command::new(env!("CARGO_BIN_EXE_tcpwatch"))
+        .args(["probes", "--json"])
+        .output()
+        .expect("run tcpwatch probes");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("tcpwatch probes --json output");
+    report["why"]
         .as_array()
         .and_then(|why| why.iter().find(|w| w["role"] == "firewall resets"))
         .and_then(|w| w["why"].as_str())
