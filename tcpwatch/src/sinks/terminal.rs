@@ -29,6 +29,16 @@ pub fn line(event: &EventRecord, home_netns: u32) -> String {
                 event.new_state.as_deref().unwrap_or("?")
             );
         }
+        Kind::ResetSent if event.netfilter_hook.is_some() => {
+            let _ = write!(
+                out,
+                "FIREWALL REJECT in {}",
+                event.netfilter_hook.as_deref().unwrap_or("?")
+            );
+            if let Some(seg) = &event.segment {
+                let _ = write!(out, " (incoming {})", seg.flags.join("|"));
+            }
+        }
         Kind::ResetSent => {
             out.push_str(event.reason.as_deref().unwrap_or("reason-unknown"));
             match (&event.state, &event.segment) {
@@ -200,6 +210,15 @@ mod tests {
         assert!(l.contains("owner=- listener=-  actor=curl[4121]"), "{l}");
         assert!(!l.contains("netns="), "{l}");
         assert!(line(&event(Kind::ResetSent), 2).ends_with("netns=1"));
+    }
+
+    #[test]
+    fn firewall_reset_line_names_the_hook() {
+        let mut e = event(Kind::ResetSent);
+        e.reason = None;
+        e.netfilter_hook = Some("INPUT".into());
+        let l = line(&e, 1);
+        assert!(l.contains("FIREWALL REJECT in INPUT (incoming SYN)"), "{l}");
     }
 
     #[test]
