@@ -28,6 +28,12 @@ pub struct ProgramConfig {
     pub accept4_exit: TpLayout,
     /// `syscalls:sys_exit_accept` fields.
     pub accept_exit: TpLayout,
+    /// `skb:kfree_skb` fields.
+    pub kfree_skb: TpLayout,
+    /// `syscalls:sys_enter_listen` fields.
+    pub listen_enter: TpLayout,
+    /// Explicit padding (aligns `owner_grace_ns`), always zero.
+    pub _pad: u32,
     /// How long an owner is kept after its socket closed, in nanoseconds.
     pub owner_grace_ns: u64,
     /// Output filters.
@@ -37,7 +43,7 @@ pub struct ProgramConfig {
     pub storm_high_water: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<ProgramConfig>() == 56 + 12 + 5 * 60 + 8 + 60 + 4);
+const _: () = assert!(core::mem::size_of::<ProgramConfig>() == 56 + 12 + 7 * 72 + 4 + 8 + 60 + 4);
 const _: () = assert!(core::mem::size_of::<ProgramConfig>().is_multiple_of(8));
 
 #[cfg(feature = "user")]

@@ -39,14 +39,23 @@ pub enum Counter {
     SummaryOverflow = 13,
     /// Times storm mode started.
     Storms = 14,
+    /// Drop events (`skb:kfree_skb`, TCP segments) written to the ring buffer.
+    EmittedDrop = 15,
+    /// Drop events lost: ring buffer full.
+    LostDrop = 16,
+    /// Drop events counted in the kernel during a storm.
+    SummarisedDrop = 17,
+    /// `listen()` backlogs that could not be recorded (map full, socket not
+    /// found through the descriptor).
+    BacklogUpdateErrors = 18,
 }
 
 impl Counter {
     /// Number of counters (size of the array).
-    pub const COUNT: u32 = 15;
+    pub const COUNT: u32 = 19;
 
     /// All counters, in index order.
-    pub const ALL: [Counter; 15] = [
+    pub const ALL: [Counter; 19] = [
         Self::EmittedState,
         Self::EmittedResetSent,
         Self::EmittedResetReceived,
@@ -62,6 +71,10 @@ impl Counter {
         Self::SummarisedResetReceived,
         Self::SummaryOverflow,
         Self::Storms,
+        Self::EmittedDrop,
+        Self::LostDrop,
+        Self::SummarisedDrop,
+        Self::BacklogUpdateErrors,
     ];
 
     /// Stable name used in summaries and metrics.
@@ -82,6 +95,10 @@ impl Counter {
             Self::SummarisedResetReceived => "summarised_reset_received",
             Self::SummaryOverflow => "summary_overflow",
             Self::Storms => "storms",
+            Self::EmittedDrop => "emitted_drop",
+            Self::LostDrop => "lost_drop",
+            Self::SummarisedDrop => "summarised_drop",
+            Self::BacklogUpdateErrors => "backlog_update_errors",
         }
     }
 }

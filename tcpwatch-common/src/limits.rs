@@ -19,3 +19,5 @@ pub const OWNER_GRACE_NS: u64 = 120_000_000_000;
 /// Capacity of the storm-mode aggregate map (distinct kind, reason, owner and
 /// port combinations counted in one storm).
 pub const AGGREGATES: u32 = 4096;
+/// Capacity of the map of `listen()` backlogs by (netns, port).
+pub const LISTEN_BACKLOGS: u32 = 8192;
