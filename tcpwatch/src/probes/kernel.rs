@@ -84,6 +84,8 @@ impl Kernel {
                 WITHOUT_BTF.map(str::to_owned).to_vec(),
             ),
         };
+        let mut names = names;
+        names.resolve_drop_reasons(btf.as_ref(), features.kfree_skb.as_ref());
         let states = names.tcp_states()?;
         Ok(Self {
             features,
@@ -107,6 +109,9 @@ impl Kernel {
             receive_reset: layout(&self.features.receive_reset),
             accept4_exit: layout(&self.features.accept4_exit),
             accept_exit: layout(&self.features.accept_exit),
+            kfree_skb: layout(&self.features.kfree_skb),
+            listen_enter: layout(&self.features.listen_enter),
+            _pad: 0,
             owner_grace_ns,
             filter,
             storm_high_water: 0,
