@@ -31,7 +31,12 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
         btf: args.kernel.btf.clone(),
         filters: Filters {
             kinds: if explain {
-                EventKind::ALL.to_vec()
+                // Drops stay opt-in: the engine uses them when asked for.
+                let mut kinds = EventKind::ALL.to_vec();
+                if args.kind.0.contains(&EventKind::Drop) {
+                    kinds.push(EventKind::Drop);
+                }
+                kinds
             } else {
                 args.kind.0.clone()
             },

@@ -38,8 +38,11 @@ impl Converter {
         let has = |bit| raw.flags & bit != 0;
         let (old_state, new_state, state) =
             self.states(kind, raw.old_state, raw.new_state, raw.skaddr != 0);
-        let reason =
-            (kind == Kind::ResetSent && has(flags::HAS_REASON)).then(|| self.reason(raw.reason));
+        let reason = match kind {
+            Kind::ResetSent if has(flags::HAS_REASON) => Some(self.reason(raw.reason)),
+            Kind::Drop if has(flags::HAS_REASON) => Some(self.drop_reason(raw.reason)),
+            _ => None,
+        };
         // The errno follows from the state; unknown without it (no BTF).
         let error = (kind == Kind::ResetReceived)
             .then_some(state.as_deref())
@@ -103,8 +106,11 @@ impl Converter {
             old_state,
             new_state,
             state,
-            reason: (kind == Kind::ResetSent && has(key_flags::HAS_REASON))
-                .then(|| self.reason(key.reason)),
+            reason: match kind {
+                Kind::ResetSent if has(key_flags::HAS_REASON) => Some(self.reason(key.reason)),
+                Kind::Drop if has(key_flags::HAS_REASON) => Some(self.drop_reason(key.reason)),
+                _ => None,
+            },
             netns: key.netns,
             port: key.port,
             segment_flags: has(key_flags::HAS_SEGMENT).then(|| tcp_flags(key.seg_flags)),
@@ -146,6 +152,12 @@ impl Converter {
         }
     }
 
+    fn drop_reason(&self, raw: u32) -> String {
+        self.names
+            .drop_reason(raw)
+            .map_or_else(|| format!("UNKNOWN_{raw}"), str::to_owned)
+    }
+
     fn reason(&self, raw: u32) -> String {
         self.names
             .reason(raw)
@@ -158,6 +170,7 @@ fn kind_of(raw: u8) -> Kind {
         Some(EventKind::State) | None => Kind::State,
         Some(EventKind::ResetSent) => Kind::ResetSent,
         Some(EventKind::ResetReceived) => Kind::ResetReceived,
+        Some(EventKind::Drop) => Kind::Drop,
     }
 }
 
@@ -175,7 +188,7 @@ fn flow(key: &FlowKey, v6: bool, kind: Kind) -> Flow {
     let remote = address(key.remote_addr, key.remote_port, v6);
     let (src, dst) = match kind {
         Kind::ResetReceived => (remote, local),
-        Kind::State | Kind::ResetSent => (local, remote),
+        Kind::State | Kind::ResetSent | Kind::Drop => (local, remote),
     };
     Flow {
         family: if v6 { "ipv6" } else { "ipv4" }.to_owned(),
