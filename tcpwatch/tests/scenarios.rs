@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::{
-    capabilities::{assert_finding_reason, is_no_socket_reset},
+    capabilities::{assert_finding_reason, is_no_socket_reset, names_listen_overflow_drops},
     harness::{self, trial},
     netns,
     peer::{self, Peer},
@@ -63,6 +63,11 @@ fn main() {
             "accept_queue_overflow_with_abort_on_overflow",
             accept_queue_abort,
         ),
+        trial(
+            "accept_queue_overflow_nginx_stalled_worker",
+            accept_queue_nginx_stalled,
+        ),
+        trial("drops_with_reason_joined_to_flow", drops_joined_to_flow),
     ];
     harness::run(trials);
 }
@@ -72,6 +77,12 @@ fn trace(ns: u32, extra: &[&str]) -> Tracer {
     let mut args = vec!["--kind", "all", "--netns", ns.as_str()];
     args.extend_from_slice(extra);
     Tracer::start(&args)
+}
+
+/// `trace` with dropped segments too (`--kind all,drop`).
+fn trace_drops(ns: u32) -> Tracer {
+    let ns = ns.to_string();
+    Tracer::start(&["--kind", "all,drop", "--netns", ns.as_str()])
 }
 
 fn pid(process: &Value) -> Option<u64> {
@@ -531,4 +542,120 @@ fn accept_queue_abort() {
     assert_eq!(number(queue, "accept_backlog"), 1.0, "{queue}");
     assert_eq!(number(queue, "tcp_abort_on_overflow"), 1.0, "{queue}");
     assert_eq!(pid(&queue["owner"]), Some(u64::from(server.pid)), "{queue}");
+}
+
+/// nginx (`listen ... deferred backlog=16`, so connections wait as requests
+/// until their first data) whose worker is stopped: its accept loop stalls.
+/// net.core.somaxconn = 2 in the namespace caps the queue at 2. Six clients
+/// connect and send a request: the finding names the listener, nginx, the
+/// queue and its limit, the backlog nginx asked for, somaxconn, the counters
+/// and what tcp_abort_on_overflow does; on 6.15+ the kernel's own drops
+/// (TCP_LISTEN_OVERFLOW) on that listener.
+fn accept_queue_nginx_stalled() {
+    let ns = netns::enter_private();
+    std::fs::write("/proc/sys/net/core/somaxconn", "2").expect("per-netns sysctl");
+    let tracer = trace_drops(ns);
+    let nginx = Nginx::start_listening("60s", "deferred backlog=16");
+    let worker = nginx.worker();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(worker as i32),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .expect("stop the nginx worker");
+    let mut clients = Peer::spawn();
+    for _ in 0..6 {
+        clients.ok("connect 127.0.0.1 8080");
+    }
+    clients.ok("write-all GET\\s/\\sHTTP/1.0\\r\\n\\r\\n");
+    let trace = tracer.finish_after(Duration::from_millis(3000));
+    let found = findings(&trace, "accept_queue_overflow");
+    let f = found
+        .iter()
+        .find(|f| f["port"] == 8080)
+        .unwrap_or_else(|| panic!("no finding for port 8080: {found:?}"));
+    assert_eq!(text(f, "listener"), "127.0.0.1:8080", "{f}");
+    let owner = pid(&f["owner"]).unwrap_or(0);
+    assert!(
+        owner == u64::from(nginx.master) || owner == u64::from(worker),
+        "owner is nginx: {f}"
+    );
+    assert_eq!(f["owner"]["comm"], "nginx", "{f}");
+    assert_eq!(number(f, "accept_backlog"), 2.0, "{f}");
+    assert!(number(f, "accept_queue") >= 2.0, "{f}");
+    assert_eq!(number(f, "requested_backlog"), 16.0, "{f}");
+    assert_eq!(number(f, "somaxconn"), 2.0, "{f}");
+    assert_eq!(number(f, "tcp_abort_on_overflow"), 0.0, "{f}");
+    assert!(number(f, "listen_overflows") >= 1.0, "{f}");
+    let summary = f["summary"].as_str().unwrap_or("");
+    assert!(
+        summary.contains("asked listen() for 16, capped to 2"),
+        "{summary}"
+    );
+    if names_listen_overflow_drops() {
+        let at = f["evidence"]
+            .as_array()
+            .and_then(|e| e.iter().find(|e| e["fact"] == "listener_drops"))
+            .unwrap_or_else(|| panic!("no listener_drops on a 6.15+ kernel: {f}"));
+        assert!(
+            at["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("TCP_LISTEN_OVERFLOW"),
+            "{at}"
+        );
+    }
+    drop(nginx);
+}
+
+/// Drops are events of their own (`--kind drop`), with the kernel's reason
+/// and the flow and owner of the connection they belong to: the handshake-
+/// completing ACKs a deferred listener drops (every kernel with drop
+/// reasons), and on 6.15+ the requests that met its full accept queue
+/// (TCP_LISTEN_OVERFLOW).
+fn drops_joined_to_flow() {
+    let ns = netns::enter_private();
+    let tracer = trace_drops(ns);
+    let mut server = Peer::spawn();
+    server.ok("comm stalled-api");
+    let port = server.ok("listen-defer 127.0.0.1 1");
+    let mut clients = Peer::spawn();
+    let mut client_ports = Vec::new();
+    for _ in 0..4 {
+        let reply = clients.ok(&format!("connect 127.0.0.1 {port}"));
+        client_ports.push(reply.split_whitespace().next().unwrap_or("").to_owned());
+    }
+    clients.ok("write-all GET\\s/\\sHTTP/1.0\\r\\n\\r\\n");
+    let trace = tracer.finish_after(Duration::from_millis(2500));
+    let drops = trace.of_kind("drop");
+    assert!(!drops.is_empty(), "no drop events:\n{}", trace.dump());
+    let listener = format!("127.0.0.1:{port}");
+    for d in &drops {
+        assert_eq!(d["hook"], "tracepoint:skb:kfree_skb", "{d}");
+        assert!(d["reason"].is_string(), "a reason on every kernel with one: {d}");
+    }
+    let at_listener: Vec<_> = drops
+        .iter()
+        .filter(|d| d["flow"]["src"] == listener.as_str())
+        .collect();
+    assert!(!at_listener.is_empty(), "drops at the listener: {drops:?}");
+    for d in &at_listener {
+        // Joined to the client's connection and to the listener's owner.
+        let dst = d["flow"]["dst"].as_str().unwrap_or("");
+        assert!(
+            client_ports.iter().any(|p| dst.ends_with(&format!(":{p}"))),
+            "the flow is one of the clients' connections {client_ports:?}: {d}"
+        );
+        assert_eq!(d["flow"]["netns"], ns, "{d}");
+        assert_eq!(d["state"], "LISTEN", "{d}");
+        assert_eq!(pid(&d["owner"]), Some(u64::from(server.pid)), "{d}");
+        assert_eq!(d["owner"]["comm"], "stalled-api", "{d}");
+    }
+    if names_listen_overflow_drops() {
+        assert!(
+            at_listener
+                .iter()
+                .any(|d| d["reason"] == "TCP_LISTEN_OVERFLOW" && d["segment"]["payload_bytes"].as_u64() > Some(0)),
+            "the requests that met the full queue: {at_listener:?}"
+        );
+    }
 }

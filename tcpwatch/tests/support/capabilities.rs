@@ -84,3 +84,9 @@ pub fn is_no_socket_reset(event: &Value) -> bool {
         event["reason"].is_null() && event["socket"].is_null()
     }
 }
+
+/// Whether this kernel names the drop reason TCP_LISTEN_OVERFLOW (6.15+):
+/// before, an accept-queue overflow shows only in the counters.
+pub fn names_listen_overflow_drops() -> bool {
+    probes()["listen_overflow_drop_reason"] == true
+}
