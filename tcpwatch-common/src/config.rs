@@ -28,12 +28,6 @@ pub struct ProgramConfig {
     pub accept4_exit: TpLayout,
     /// `syscalls:sys_exit_accept` fields.
     pub accept_exit: TpLayout,
-    /// `skb:kfree_skb` fields.
-    pub kfree_skb: TpLayout,
-    /// `syscalls:sys_enter_listen` fields.
-    pub listen_enter: TpLayout,
-    /// Explicit padding (aligns `owner_grace_ns`), always zero.
-    pub _pad: u32,
     /// How long an owner is kept after its socket closed, in nanoseconds.
     pub owner_grace_ns: u64,
     /// Output filters.
@@ -41,9 +35,14 @@ pub struct ProgramConfig {
     /// Storm mode starts when the ring buffer holds this many unread bytes
     /// (0: only when a write fails). See [`crate::storm`].
     pub storm_high_water: u32,
+    /// `skb:kfree_skb` fields.
+    pub kfree_skb: TpLayout,
+    /// `syscalls:sys_enter_listen` fields.
+    pub listen_enter: TpLayout,
 }
 
-const _: () = assert!(core::mem::size_of::<ProgramConfig>() == 56 + 12 + 7 * 72 + 4 + 8 + 60 + 4);
+const _: () =
+    assert!(core::mem::size_of::<ProgramConfig>() == 56 + 12 + 5 * 76 + 8 + 60 + 4 + 2 * 76);
 const _: () = assert!(core::mem::size_of::<ProgramConfig>().is_multiple_of(8));
 
 #[cfg(feature = "user")]

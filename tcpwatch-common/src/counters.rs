@@ -39,20 +39,22 @@ pub enum Counter {
     SummaryOverflow = 13,
     /// Times storm mode started.
     Storms = 14,
+    // 15 is kstack_lost (`--kstack`, in progress on main).
     /// Drop events (`skb:kfree_skb`, TCP segments) written to the ring buffer.
-    EmittedDrop = 15,
+    EmittedDrop = 16,
     /// Drop events lost: ring buffer full.
-    LostDrop = 16,
+    LostDrop = 17,
     /// Drop events counted in the kernel during a storm.
-    SummarisedDrop = 17,
+    SummarisedDrop = 18,
     /// `listen()` backlogs that could not be recorded (map full, socket not
     /// found through the descriptor).
-    BacklogUpdateErrors = 18,
+    BacklogUpdateErrors = 19,
 }
 
 impl Counter {
-    /// Number of counters (size of the array).
-    pub const COUNT: u32 = 19;
+    /// Number of counters (size of the array; indices without a counter
+    /// stay zero).
+    pub const COUNT: u32 = 20;
 
     /// All counters, in index order.
     pub const ALL: [Counter; 19] = [

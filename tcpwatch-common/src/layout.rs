@@ -81,9 +81,13 @@ pub struct TpLayout {
     pub fd: TpField,
     /// `int backlog` (`syscalls:sys_enter_listen`).
     pub backlog: TpField,
+    /// `void *location` (`skb:kfree_skb`): where the packet was freed. Also
+    /// keeps the size a multiple of 4 fields, so that the five layouts in
+    /// the program config end 8-byte aligned.
+    pub location: TpField,
 }
 
-const _: () = assert!(core::mem::size_of::<TpLayout>() == 72);
+const _: () = assert!(core::mem::size_of::<TpLayout>() == 76);
 
 /// Byte offsets of kernel struct members, from BTF. Members nested in anonymous
 /// unions/structs are flattened to their offset from the start of the outer struct.

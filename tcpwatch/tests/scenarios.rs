@@ -563,15 +563,19 @@ fn accept_queue_nginx_stalled() {
     )
     .expect("stop the nginx worker");
     let mut clients = Peer::spawn();
-    for _ in 0..6 {
-        clients.ok("connect 127.0.0.1 8080");
-    }
+    // Once the queue is full (syncookies let handshakes complete meanwhile),
+    // later SYNs are dropped and such a connect() times out: that is the
+    // incident, not a test failure.
+    let connected = (0..6)
+        .filter(|_| clients.cmd("connect 127.0.0.1 8080").starts_with("ok"))
+        .count();
+    assert!(connected >= 3, "{connected} clients connected");
     clients.ok("write-all GET\\s/\\sHTTP/1.0\\r\\n\\r\\n");
     let trace = tracer.finish_after(Duration::from_millis(3000));
     let found = findings(&trace, "accept_queue_overflow");
-    let f = found
-        .iter()
-        .find(|f| f["port"] == 8080)
+    let at_8080: Vec<_> = found.iter().filter(|f| f["port"] == 8080).collect();
+    let f = at_8080
+        .last()
         .unwrap_or_else(|| panic!("no finding for port 8080: {found:?}"));
     assert_eq!(text(f, "listener"), "127.0.0.1:8080", "{f}");
     let owner = pid(&f["owner"]).unwrap_or(0);
@@ -592,16 +596,22 @@ fn accept_queue_nginx_stalled() {
         "{summary}"
     );
     if names_listen_overflow_drops() {
-        let at = f["evidence"]
-            .as_array()
-            .and_then(|e| e.iter().find(|e| e["fact"] == "listener_drops"))
-            .unwrap_or_else(|| panic!("no listener_drops on a 6.15+ kernel: {f}"));
+        // The requests whose data met the full queue, in one of the samples.
+        let named = at_8080.iter().any(|f| {
+            f["evidence"].as_array().is_some_and(|e| {
+                e.iter().any(|e| {
+                    e["fact"] == "listener_drops"
+                        && e["text"]
+                            .as_str()
+                            .unwrap_or("")
+                            .contains("TCP_LISTEN_OVERFLOW")
+                })
+            })
+        });
         assert!(
-            at["text"]
-                .as_str()
-                .unwrap_or("")
-                .contains("TCP_LISTEN_OVERFLOW"),
-            "{at}"
+            named,
+            "no TCP_LISTEN_OVERFLOW drops on a 6.15+ kernel: {at_8080:?}\n{}",
+            trace.dump()
         );
     }
     drop(nginx);
@@ -621,9 +631,13 @@ fn drops_joined_to_flow() {
     let mut clients = Peer::spawn();
     let mut client_ports = Vec::new();
     for _ in 0..4 {
-        let reply = clients.ok(&format!("connect 127.0.0.1 {port}"));
-        client_ports.push(reply.split_whitespace().next().unwrap_or("").to_owned());
+        // As above: a SYN that meets the full queue is dropped.
+        let reply = clients.cmd(&format!("connect 127.0.0.1 {port}"));
+        if let Some(port) = reply.strip_prefix("ok ") {
+            client_ports.push(port.trim().to_owned());
+        }
     }
+    assert!(!client_ports.is_empty(), "no client connected");
     clients.ok("write-all GET\\s/\\sHTTP/1.0\\r\\n\\r\\n");
     let trace = tracer.finish_after(Duration::from_millis(2500));
     let drops = trace.of_kind("drop");
@@ -631,7 +645,10 @@ fn drops_joined_to_flow() {
     let listener = format!("127.0.0.1:{port}");
     for d in &drops {
         assert_eq!(d["hook"], "tracepoint:skb:kfree_skb", "{d}");
-        assert!(d["reason"].is_string(), "a reason on every kernel with one: {d}");
+        assert!(
+            d["reason"].is_string(),
+            "a reason on every kernel with one: {d}"
+        );
     }
     let at_listener: Vec<_> = drops
         .iter()
@@ -654,7 +671,8 @@ fn drops_joined_to_flow() {
         assert!(
             at_listener
                 .iter()
-                .any(|d| d["reason"] == "TCP_LISTEN_OVERFLOW" && d["segment"]["payload_bytes"].as_u64() > Some(0)),
+                .any(|d| d["reason"] == "TCP_LISTEN_OVERFLOW"
+                    && d["segment"]["payload_bytes"].as_u64() > Some(0)),
             "the requests that met the full queue: {at_listener:?}"
         );
     }

@@ -109,12 +109,11 @@ impl Kernel {
             receive_reset: layout(&self.features.receive_reset),
             accept4_exit: layout(&self.features.accept4_exit),
             accept_exit: layout(&self.features.accept_exit),
-            kfree_skb: layout(&self.features.kfree_skb),
-            listen_enter: layout(&self.features.listen_enter),
-            _pad: 0,
             owner_grace_ns,
             filter,
             storm_high_water: 0,
+            kfree_skb: layout(&self.features.kfree_skb),
+            listen_enter: layout(&self.features.listen_enter),
         }
     }
 }

@@ -192,6 +192,7 @@ impl TpFormat {
             rx_sk: self.field("rx_sk"),
             fd: self.field("fd"),
             backlog: self.field("backlog"),
+            location: self.field("location"),
         }
     }
 
