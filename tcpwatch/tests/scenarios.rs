@@ -67,7 +67,10 @@ fn main() {
             "accept_queue_overflow_nginx_stalled_worker",
             accept_queue_nginx_stalled,
         ),
-        trial("drops_with_reason_joined_to_flow", drops_joined_to_flow),
+        trial(
+            "accept_queue_drops_with_reason_joined_to_flow",
+            drops_joined_to_flow,
+        ),
     ];
     harness::run(trials);
 }

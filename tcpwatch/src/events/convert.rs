@@ -291,6 +291,49 @@ mod tests {
         e
     }
 
+    /// A drop names the kernel's drop reason (not the reset reason of the same
+    /// number), its segment and the socket's state, and decodes as kind 4.
+    #[test]
+    fn drop_with_its_reason() {
+        let mut names = names();
+        let kfree = TpFormat::parse("format:\n\tfield:enum skb_drop_reason reason;\toffset:36;\tsize:4;\tsigned:0;\nprint fmt: \"r\", __print_symbolic(REC->reason, { 1, \"NOT_SPECIFIED\" }, { 40, \"TCP_LISTEN_OVERFLOW\" })\n").unwrap();
+        names.resolve_drop_reasons(None, Some(&kfree));
+        let mut e = raw(EventKind::Drop);
+        e.hook = Hook::KfreeSkbTp as u8;
+        e.flags = flags::HAS_REASON | flags::HAS_SEGMENT | flags::FULL_SOCKET;
+        e.skaddr = 0xffff_8880_0000_2000;
+        e.new_state = 7;
+        e.seg_flags = 0x18;
+        e.seg_len = 18;
+        let converter = Converter::new(names, Clock::with_offset(0));
+        e.reason = 40;
+        let r = converter.convert(&e);
+        assert_eq!(r.kind, Kind::Drop);
+        assert_eq!(r.reason.as_deref(), Some("TCP_LISTEN_OVERFLOW"));
+        assert_eq!(r.state.as_deref(), Some("CLOSE"));
+        assert_eq!(
+            (r.flow.src.as_str(), r.flow.dst.as_str()),
+            ("127.0.0.1:80", "127.0.0.2:5555")
+        );
+        assert_eq!(r.hook, "tracepoint:skb:kfree_skb");
+        assert_eq!(r.segment.as_ref().unwrap().payload_bytes, 18);
+        // 1 is NO_SOCKET as a reset reason, NOT_SPECIFIED as a drop reason.
+        e.reason = 1;
+        assert_eq!(
+            converter.convert(&e).reason.as_deref(),
+            Some("NOT_SPECIFIED")
+        );
+        let json = serde_json::to_value(converter.convert(&e)).unwrap();
+        assert_eq!(json["kind"], "drop");
+        e.header.version = tcpwatch_common::ABI_VERSION;
+        e.header.size = size_of::<TcpEvent>() as u16;
+        // SAFETY: TcpEvent is repr(C) plain data; viewing it as bytes is sound.
+        let bytes = unsafe {
+            std::slice::from_raw_parts((&raw const e).cast::<u8>(), size_of::<TcpEvent>())
+        };
+        assert_eq!(super::super::decode::decode(bytes).map(|d| d.reason), Ok(1));
+    }
+
     #[test]
     fn no_socket_reset() {
         let mut e = raw(EventKind::ResetSent);
