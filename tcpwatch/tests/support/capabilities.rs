@@ -90,3 +90,10 @@ pub fn is_no_socket_reset(event: &Value) -> bool {
 pub fn names_listen_overflow_drops() -> bool {
     probes()["listen_overflow_drop_reason"] == true
 }
+
+/// Whether this kernel's `skb:kfree_skb` names the receiving socket (`rx_sk`,
+/// 6.12): before, a drop at a listener carries no socket, only the listener
+/// found by port.
+pub fn drops_name_socket() -> bool {
+    probes()["drops_have_socket"] == true
+}
