@@ -35,14 +35,42 @@ pub struct ProgramConfig {
     /// Storm mode starts when the ring buffer holds this many unread bytes
     /// (0: only when a write fails). See [`crate::storm`].
     pub storm_high_water: u32,
+    /// Bits of [`options`].
+    pub options: u32,
+    /// Where `nf_send_reset`/`nf_send_reset6` take their arguments.
+    pub nf_reset: NfResetArgs,
     /// `skb:kfree_skb` fields.
     pub kfree_skb: TpLayout,
     /// `syscalls:sys_enter_listen` fields.
     pub listen_enter: TpLayout,
 }
 
-const _: () =
-    assert!(core::mem::size_of::<ProgramConfig>() == 56 + 12 + 5 * 76 + 8 + 60 + 4 + 2 * 76);
+/// Argument positions of `nf_send_reset(struct net *net, struct sock *sk,
+/// struct sk_buff *oldskb, int hook)` (and `nf_send_reset6`), from the
+/// function's BTF prototype: they moved when `sk` was added (5.13).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NfResetArgs {
+    /// `struct net *net`.
+    pub net: u8,
+    /// `struct sk_buff *oldskb`: the segment the rule rejected.
+    pub oldskb: u8,
+    /// `int hook`: the netfilter hook (`enum nf_inet_hooks`) of the rule.
+    pub hook: u8,
+    /// Explicit padding, always zero.
+    pub _pad: u8,
+}
+
+/// Bits of [`ProgramConfig::options`].
+pub mod options {
+    /// Record the kernel stack of every reset (`--kstack`).
+    pub const KSTACK: u32 = 1 << 0;
+}
+
+const _: () = assert!(
+    core::mem::size_of::<ProgramConfig>() == 56 + 12 + 5 * 76 + 8 + 60 + 4 + 8 + 2 * 76
+);
+const _: () = assert!(core::mem::size_of::<NfResetArgs>() == 4);
 const _: () = assert!(core::mem::size_of::<ProgramConfig>().is_multiple_of(8));
 
 #[cfg(feature = "user")]

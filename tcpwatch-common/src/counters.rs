@@ -39,7 +39,9 @@ pub enum Counter {
     SummaryOverflow = 13,
     /// Times storm mode started.
     Storms = 14,
-    // 15 is kstack_lost (`--kstack`, in progress on main).
+    /// Resets whose kernel stack could not be stored (`--kstack`: a different
+    /// stack already holds its hash bucket in the full `KSTACKS` map).
+    KstackLost = 15,
     /// Drop events (`skb:kfree_skb`, TCP segments) written to the ring buffer.
     EmittedDrop = 16,
     /// Drop events lost: ring buffer full.
@@ -52,12 +54,11 @@ pub enum Counter {
 }
 
 impl Counter {
-    /// Number of counters (size of the array; indices without a counter
-    /// stay zero).
+    /// Number of counters (size of the array).
     pub const COUNT: u32 = 20;
 
     /// All counters, in index order.
-    pub const ALL: [Counter; 19] = [
+    pub const ALL: [Counter; 20] = [
         Self::EmittedState,
         Self::EmittedResetSent,
         Self::EmittedResetReceived,
@@ -73,6 +74,7 @@ impl Counter {
         Self::SummarisedResetReceived,
         Self::SummaryOverflow,
         Self::Storms,
+        Self::KstackLost,
         Self::EmittedDrop,
         Self::LostDrop,
         Self::SummarisedDrop,
@@ -97,6 +99,7 @@ impl Counter {
             Self::SummarisedResetReceived => "summarised_reset_received",
             Self::SummaryOverflow => "summary_overflow",
             Self::Storms => "storms",
+            Self::KstackLost => "kstack_lost",
             Self::EmittedDrop => "emitted_drop",
             Self::LostDrop => "lost_drop",
             Self::SummarisedDrop => "summarised_drop",

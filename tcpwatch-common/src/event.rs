@@ -61,6 +61,10 @@ pub enum Hook {
     TcpSendActiveResetKprobe = 6,
     /// Tracepoint `skb:kfree_skb`.
     KfreeSkbTp = 7,
+    /// kprobe on `nf_send_reset`: netfilter `REJECT --reject-with tcp-reset`, IPv4.
+    NfSendResetKprobe = 8,
+    /// kprobe on `nf_send_reset6`: the same for IPv6.
+    NfSendReset6Kprobe = 9,
 }
 
 impl Hook {
@@ -74,6 +78,8 @@ impl Hook {
             5 => Self::TcpV6SendResetKprobe,
             6 => Self::TcpSendActiveResetKprobe,
             7 => Self::KfreeSkbTp,
+            8 => Self::NfSendResetKprobe,
+            9 => Self::NfSendReset6Kprobe,
             _ => return None,
         })
     }
@@ -88,7 +94,14 @@ impl Hook {
             Self::TcpV6SendResetKprobe => "kprobe:tcp_v6_send_reset",
             Self::TcpSendActiveResetKprobe => "kprobe:tcp_send_active_reset",
             Self::KfreeSkbTp => "tracepoint:skb:kfree_skb",
+            Self::NfSendResetKprobe => "kprobe:nf_send_reset",
+            Self::NfSendReset6Kprobe => "kprobe:nf_send_reset6",
         }
+    }
+
+    /// Whether the hook sees resets built by netfilter, not by TCP.
+    pub fn is_netfilter(self) -> bool {
+        matches!(self, Self::NfSendResetKprobe | Self::NfSendReset6Kprobe)
     }
 }
 
@@ -110,6 +123,8 @@ pub mod flags {
     /// Kernel side only, cleared before the event is written: read the
     /// socket's idle time and byte counters for this event.
     pub const WANT_TCP_STATS: u8 = 1 << 6;
+    /// `kstack` is an id in the `KSTACKS` stack-trace map (`--kstack`).
+    pub const HAS_KSTACK: u8 = 1 << 7;
 }
 
 /// Activity of a full TCP socket at the time of the event.
@@ -175,6 +190,8 @@ pub struct TcpEvent {
     /// Explicit padding, always zero.
     pub _pad: u8,
     /// Raw `enum sk_rst_reason` (drops: `enum skb_drop_reason`), if `HAS_REASON`.
+    /// For the netfilter hooks ([`Hook::is_netfilter`]): the raw `enum nf_inet_hooks`
+    /// of the rule.
     pub reason: u32,
     /// Payload bytes of the incoming segment, if `HAS_SEGMENT`.
     pub seg_len: u32,
@@ -191,9 +208,14 @@ pub struct TcpEvent {
     pub actor: TaskIdent,
     /// Socket activity, if `HAS_TCP_STATS` (full sockets only).
     pub tcp: TcpStats,
+    /// Id of the kernel stack of the path that built or took the reset in
+    /// the `KSTACKS` map, if `HAS_KSTACK`.
+    pub kstack: u32,
+    /// Explicit padding, always zero.
+    pub _pad2: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<TcpEvent>() == 280);
+const _: () = assert!(core::mem::size_of::<TcpEvent>() == 288);
 const _: () = assert!(core::mem::align_of::<TcpEvent>() <= 8);
 
 #[cfg(feature = "user")]

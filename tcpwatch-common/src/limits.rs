@@ -2,7 +2,7 @@
 //! ring buffer and owner maps before load (`--ring-buffer-size`, `--max-sockets`).
 
 /// Default ring-buffer size in bytes (a power of two multiple of the page size):
-/// about 15000 events of 280 bytes.
+/// about 14500 events of 288 bytes.
 pub const RING_BUFFER_BYTES: u32 = 4 << 20;
 /// Default capacity of the live-socket owner map (LRU).
 pub const SOCKET_OWNERS: u32 = 65536;
@@ -19,5 +19,10 @@ pub const OWNER_GRACE_NS: u64 = 120_000_000_000;
 /// Capacity of the storm-mode aggregate map (distinct kind, reason, owner and
 /// port combinations counted in one storm).
 pub const AGGREGATES: u32 = 4096;
+/// Capacity of the kernel-stack map (`--kstack`): distinct reset paths, each
+/// stored once however often it fires.
+pub const KSTACKS: u32 = 1024;
+/// Frames kept of each kernel stack (the kernel's `PERF_MAX_STACK_DEPTH` is 127).
+pub const KSTACK_DEPTH: u32 = 32;
 /// Capacity of the map of `listen()` backlogs by (netns, port).
 pub const LISTEN_BACKLOGS: u32 = 8192;

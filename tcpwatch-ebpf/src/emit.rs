@@ -73,7 +73,7 @@ impl Slot {
         let event = SCRATCH.get_ptr_mut(level)?;
         let listener = LISTENER_SCRATCH.get_ptr_mut(level)?;
         // SAFETY: as above. Zeroed word by word in place: building a
-        // `TcpEvent::default()` would put 280 bytes on the stack first.
+        // `TcpEvent::default()` would put 288 bytes on the stack first.
         unsafe {
             *depth = level + 1;
             let words = event.cast::<u64>();

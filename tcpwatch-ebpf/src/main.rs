@@ -6,7 +6,10 @@
 //! - [`state`]: `sock:inet_sock_set_state`, owner capture at process-context moments.
 //! - [`reset`]: resets sent (`tcp:tcp_send_reset`, or kprobes on
 //!   `tcp_v4_send_reset`/`tcp_v6_send_reset`/`tcp_send_active_reset` on kernels
-//!   whose tracepoint misses socket-less resets) and received (`tcp:tcp_receive_reset`).
+//!   whose tracepoint misses socket-less resets), resets netfilter builds for
+//!   `REJECT --reject-with tcp-reset` (kprobes on `nf_send_reset`/`nf_send_reset6`),
+//!   and resets received (`tcp:tcp_receive_reset`).
+//! - [`kstack`]: the kernel stack of each reset, with `--kstack`.
 //! - [`accept`]: `syscalls:sys_exit_accept4`/`sys_exit_accept`, owner of accepted sockets.
 //! - [`drop`]: `skb:kfree_skb`, TCP segments dropped with the kernel's reason (opt-in).
 //! - [`listen`]: `syscalls:sys_enter_listen`, the backlog each program asked for.
@@ -30,6 +33,7 @@ mod filter;
 #[cfg(target_arch = "bpf")]
 mod kmem;
 #[cfg(target_arch = "bpf")]
+mod kstack;
 mod listen;
 #[cfg(target_arch = "bpf")]
 mod maps;
@@ -133,6 +137,26 @@ mod programs {
             &ctx,
             "tcp_v6_send_reset",
             reset::on_send_reset_kprobe(&ctx, true),
+        )
+    }
+
+    /// kprobe `nf_send_reset(struct net *net, struct sock *sk, struct sk_buff *oldskb, int hook)`.
+    #[kprobe]
+    pub fn tcpwatch_nf_send_reset(ctx: ProbeContext) -> u32 {
+        log_failure(
+            &ctx,
+            "nf_send_reset",
+            reset::on_nf_send_reset_kprobe(&ctx, false),
+        )
+    }
+
+    /// kprobe `nf_send_reset6(struct net *net, struct sock *sk, struct sk_buff *oldskb, int hook)`.
+    #[kprobe]
+    pub fn tcpwatch_nf_send_reset6(ctx: ProbeContext) -> u32 {
+        log_failure(
+            &ctx,
+            "nf_send_reset6",
+            reset::on_nf_send_reset_kprobe(&ctx, true),
         )
     }
 

@@ -24,6 +24,7 @@ use crate::{
     emit::{self, Slot},
     filter,
     kmem::{ReadError, tp, tp_part, tp_part_into, tp_uint},
+    kstack,
     maps::count,
     owner, skb, sock,
     tp_tuple::{self, tuple_fields},
@@ -48,6 +49,7 @@ pub fn on_send_reset_tp(ctx: &TracePointContext) -> Result<(), ReadError> {
         count(Counter::LostResetSent);
         return Ok(());
     };
+    kstack::record(ctx, slot.event());
     counted(send_reset_tp(ctx, slot.event()))
 }
 
@@ -110,6 +112,7 @@ pub fn on_send_reset_kprobe(ctx: &ProbeContext, v6: bool) -> Result<(), ReadErro
         return Ok(());
     };
     let event = slot.event();
+    kstack::record(ctx, event);
     event.hook = if v6 {
         Hook::TcpV6SendResetKprobe
     } else {
@@ -126,6 +129,39 @@ pub fn on_send_reset_kprobe(ctx: &ProbeContext, v6: bool) -> Result<(), ReadErro
     counted(result)
 }
 
+/// kprobe on `nf_send_reset`/`nf_send_reset6(net, sk, oldskb, hook)`: a
+/// netfilter `REJECT --reject-with tcp-reset` rule answers `oldskb` with a RST
+/// that TCP never sees. The flow comes from the rejected segment (`local` is
+/// its destination); `reason` carries the rule's netfilter hook. Argument
+/// positions come from the function's BTF prototype.
+pub fn on_nf_send_reset_kprobe(ctx: &ProbeContext, v6: bool) -> Result<(), ReadError> {
+    if !filter::kind_enabled(EventKind::ResetSent) {
+        return Ok(());
+    }
+    let Some(mut slot) = Slot::take() else {
+        count(Counter::LostResetSent);
+        return Ok(());
+    };
+    let event = slot.event();
+    kstack::record(ctx, event);
+    event.hook = if v6 {
+        Hook::NfSendReset6Kprobe
+    } else {
+        Hook::NfSendResetKprobe
+    } as u8;
+    let args = config!(nf_reset);
+    let result = (|| {
+        event.skbaddr = ctx.arg(usize::from(args.oldskb)).ok_or(ReadError::Null)?;
+        let hook: u64 = ctx.arg(usize::from(args.hook)).ok_or(ReadError::Null)?;
+        event.reason = hook as u32;
+        let net: u64 = ctx.arg(usize::from(args.net)).ok_or(ReadError::Null)?;
+        // The rule's namespace: on the output path the segment has no device yet.
+        event.flow.netns = sock::net_inum(net)?;
+        report_sent(event, FlowFrom::Segment)
+    })();
+    counted(result)
+}
+
 /// kprobe on `tcp_send_active_reset(sk, priority, ...)`: the flow comes from the
 /// socket.
 pub fn on_active_reset_kprobe(ctx: &ProbeContext) -> Result<(), ReadError> {
@@ -137,6 +173,7 @@ pub fn on_active_reset_kprobe(ctx: &ProbeContext) -> Result<(), ReadError> {
         return Ok(());
     };
     let event = slot.event();
+    kstack::record(ctx, event);
     event.hook = Hook::TcpSendActiveResetKprobe as u8;
     let result = (|| {
         let sk: u64 = ctx.arg(0).ok_or(ReadError::Null)?;
@@ -183,6 +220,9 @@ fn report_sent(event: &mut TcpEvent, from: FlowFrom) -> Result<(), ReadError> {
     }
     event.flow.netns = if sk != 0 {
         sock::netns(sk)?
+    } else if event.flow.netns != 0 {
+        // The hook knew it (netfilter's `net` argument).
+        event.flow.netns
     } else {
         segment_netns
     };
@@ -215,6 +255,7 @@ pub fn on_receive_reset_tp(ctx: &TracePointContext) -> Result<(), ReadError> {
         count(Counter::LostResetReceived);
         return Ok(());
     };
+    kstack::record(ctx, slot.event());
     counted(receive_reset_tp(ctx, slot.event()))
 }
 
@@ -229,7 +270,7 @@ fn receive_reset_tp(ctx: &TracePointContext, event: &mut TcpEvent) -> Result<(),
     event.new_state = sock::state(sk)?;
     event.family = fam;
     event.hook = Hook::TcpReceiveResetTp as u8;
-    event.flags = flags::FULL_SOCKET | flags::WANT_TCP_STATS;
+    event.flags |= flags::FULL_SOCKET | flags::WANT_TCP_STATS;
     event.skaddr = sk;
     let now = owner::now_ns();
     let owner = owner::socket_owner(sk, &event.flow, now);

@@ -20,6 +20,15 @@ pub fn netns(sk: u64) -> Result<u32, ReadError> {
         return Ok(0);
     }
     let net: u64 = read(sk, config!(kernel.skc_net))?;
+    net_inum(net)
+}
+
+/// Inode of a `struct net` (`net->ns.inum`), 0 without BTF.
+#[inline(always)]
+pub fn net_inum(net: u64) -> Result<u32, ReadError> {
+    if config!(kernel.net_ns_inum) == ABSENT {
+        return Ok(0);
+    }
     read(net, config!(kernel.net_ns_inum))
 }
 

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use tcpwatch_common::limits;
 
 use crate::{
-    filters::{self, Kinds, Prefix},
+    filters::{self, Filters, Kinds, Prefix},
     selection::{self, CgroupMatch, Selection},
 };
 
@@ -42,6 +42,9 @@ pub struct KernelArgs {
 pub enum Command {
     /// Trace resets (and, with --kind, state transitions) live.
     Trace(Box<TraceArgs>),
+    /// A live terminal view of resets and findings by cause, owner and port,
+    /// and of the sockets piling up: for the first minutes of an incident.
+    Top(Box<TopArgs>),
     /// Show what this kernel offers, the attach plan and why, and which reset
     /// causes it can tell apart.
     Probes(ProbesArgs),
@@ -209,20 +212,9 @@ pub struct ExplainCmdArgs {
     pub explain: ExplainArgs,
 }
 
-/// `tcpwatch trace`.
+/// Which sockets and flows the kernel reports: shared by `trace` and `top`.
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Examples:\n  tcpwatch trace                        resets sent and received, and findings\n  tcpwatch trace --kind all --port 443  everything on port 443\n  tcpwatch trace --json --kind all --duration 60s > incident.jsonl   (record for explain)"
-)]
-pub struct TraceArgs {
-    /// Print JSON Lines instead of readable lines.
-    #[arg(long)]
-    pub json: bool,
-    /// Event kinds: state, reset_sent, reset_received, reset (both), all (the
-    /// three), drop (TCP segments the kernel dropped, with its reason; opt-in,
-    /// not part of all); comma-separated.
-    #[arg(long, value_name = "KINDS", default_value = "reset", value_parser = filters::parse_kinds)]
-    pub kind: Kinds,
+pub struct FilterArgs {
     /// Only sockets owned by (or, for resets without a socket, listened on by)
     /// this process id. Repeatable.
     #[arg(long, value_name = "PID")]
@@ -242,15 +234,26 @@ pub struct TraceArgs {
     /// Repeatable.
     #[arg(long, value_name = "NETNS", value_parser = filters::parse_netns)]
     pub netns: Vec<u32>,
-    /// Units, cgroups, containers.
-    #[command(flatten)]
-    pub placement: PlacementArgs,
-    /// Stop after this long (e.g. 30s, 5m).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub duration: Option<Duration>,
-    /// Stop after printing this many events.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub count: Option<u64>,
+}
+
+impl FilterArgs {
+    /// The in-kernel filters these options make, for event kinds `kinds`.
+    pub fn filters(&self, kinds: Vec<tcpwatch_common::event::EventKind>) -> Filters {
+        Filters {
+            kinds,
+            pids: self.pid.clone(),
+            comm: self.comm.clone(),
+            ports: self.port.clone(),
+            prefixes: self.addr.clone(),
+            netns: self.netns.clone(),
+        }
+    }
+}
+
+/// How the kernel side and the namespace sampler run: shared by `trace` and
+/// `top`.
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
     /// Ring buffer size in bytes: a power of two, at least 4096.
     #[arg(long, value_name = "BYTES", default_value_t = limits::RING_BUFFER_BYTES, value_parser = parse_ring_size)]
     pub ring_buffer_size: u32,
@@ -268,18 +271,80 @@ pub struct TraceArgs {
     /// Skip the start-up census of existing sockets.
     #[arg(long)]
     pub no_census: bool,
-    /// Print the kernel programs' debug log (aya-log) on stderr.
-    #[arg(long)]
-    pub bpf_log: bool,
-    /// Only print events: no findings, no namespace sampling (and the kernel
-    /// reports only the --kind events).
-    #[arg(long)]
-    pub no_explain: bool,
     /// How often the active network namespaces are sampled (counters, sysctls,
     /// socket states) for the explanations.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_sample_interval)]
     pub sample_interval: Duration,
+}
+
+/// `tcpwatch trace`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  tcpwatch trace                        resets sent and received, and findings\n  tcpwatch trace --kind all --port 443  everything on port 443\n  tcpwatch trace --json --kind all --duration 60s > incident.jsonl   (record for explain)"
+)]
+pub struct TraceArgs {
+    /// Print JSON Lines instead of readable lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Event kinds: state, reset_sent, reset_received, reset (both), all (the
+    /// three), drop (TCP segments the kernel dropped, with its reason; opt-in,
+    /// not part of all); comma-separated.
+    #[arg(long, value_name = "KINDS", default_value = "reset", value_parser = filters::parse_kinds)]
+    pub kind: Kinds,
+    /// Which sockets and flows.
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    /// Units, cgroups, containers.
+    #[command(flatten)]
+    pub placement: PlacementArgs,
+    /// Stop after this long (e.g. 30s, 5m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Stop after printing this many events.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Kernel side and sampling.
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Print the kernel programs' debug log (aya-log) on stderr.
+    #[arg(long)]
+    pub bpf_log: bool,
+    /// Show with each reset the kernel stack of the path that sent or took
+    /// it, symbolised from /proc/kallsyms (a backtrace in text, a `kstack`
+    /// list of frames in JSON). Costs a stack walk per reset; off by default.
+    #[arg(long)]
+    pub kstack: bool,
+    /// Only print events: no findings, no namespace sampling (and the kernel
+    /// reports only the --kind events).
+    #[arg(long)]
+    pub no_explain: bool,
     /// Explanation options.
+    #[command(flatten)]
+    pub explain: ExplainArgs,
+    /// Kernel options.
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+/// `tcpwatch top`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Keys: q, Esc or Ctrl-C quit (SIGINT, SIGTERM and SIGHUP too). Made for 80x24 and up; works over SSH.\nNeeds a terminal: for a pipe or a file use `tcpwatch trace`.\nExamples:\n  sudo tcpwatch top\n  sudo tcpwatch top --port 443 --unit nginx"
+)]
+pub struct TopArgs {
+    /// Which sockets and flows.
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    /// Units, cgroups, containers.
+    #[command(flatten)]
+    pub placement: PlacementArgs,
+    /// Quit after this long (e.g. 30s, 5m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Kernel side and sampling.
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Explanation options (--summary prints the ranking after the view closes).
     #[command(flatten)]
     pub explain: ExplainArgs,
     /// Kernel options.
@@ -357,5 +422,38 @@ mod tests {
         assert!(Cli::try_parse_from(["tcpwatch", "trace", "--port", "70000"]).is_err());
         assert!(Cli::try_parse_from(["tcpwatch", "trace", "--count", "0"]).is_err());
         assert!(Cli::try_parse_from(["tcpwatch", "trace", "--duration", "soon"]).is_err());
+    }
+
+    #[test]
+    fn top_shares_the_filter_and_kernel_options_of_trace() {
+        let cli = Cli::try_parse_from([
+            "tcpwatch",
+            "top",
+            "--port",
+            "443",
+            "--netns",
+            "1",
+            "--unit",
+            "nginx",
+            "--ring-buffer-size",
+            "65536",
+            "--btf",
+            "none",
+            "--duration",
+            "5s",
+        ])
+        .unwrap();
+        let Command::Top(t) = cli.command else {
+            panic!("not top")
+        };
+        assert_eq!(t.filters.port, [443]);
+        assert_eq!(t.filters.netns, [1]);
+        assert_eq!(t.placement.unit, ["nginx"]);
+        assert_eq!(t.pipeline.ring_buffer_size, 65536);
+        assert_eq!(t.kernel.btf, std::path::Path::new("none"));
+        assert_eq!(t.duration, Some(Duration::from_secs(5)));
+        // trace's output options are not top's.
+        assert!(Cli::try_parse_from(["tcpwatch", "top", "--json"]).is_err());
+        assert!(Cli::try_parse_from(["tcpwatch", "top", "--count", "3"]).is_err());
     }
 }

@@ -19,7 +19,7 @@ use tcpwatch_common::limits;
 
 use crate::{
     events::model::Kind,
-    explain::thresholds::Thresholds,
+    explain::{cause::Cause, thresholds::Thresholds},
     filters::{self, Kinds},
 };
 
@@ -99,6 +99,27 @@ pub struct KernelConfig {
     /// A storm (events summarised in the kernel) ends once fewer than this many
     /// events per second are summarised.
     pub storm_exit_rate: u64,
+    /// Findings of these causes (ids, or `all`) carry the kernel stack of
+    /// their reset; empty: no stacks are taken (restart to change).
+    pub kstack: Vec<String>,
+}
+
+impl KernelConfig {
+    /// Whether stacks are taken, and for which causes' findings (`None`: all).
+    pub fn kstack_causes(&self) -> Option<Option<Vec<Cause>>> {
+        if self.kstack.is_empty() {
+            None
+        } else if self.kstack.iter().any(|c| c == "all") {
+            Some(None)
+        } else {
+            Some(Some(
+                self.kstack
+                    .iter()
+                    .filter_map(|c| Cause::from_id(c))
+                    .collect(),
+            ))
+        }
+    }
 }
 
 impl Default for KernelConfig {
@@ -111,6 +132,7 @@ impl Default for KernelConfig {
             census: true,
             netns: Vec::new(),
             storm_exit_rate: 5000,
+            kstack: Vec::new(),
         }
     }
 }
@@ -365,6 +387,17 @@ impl Config {
         {
             return Err(("kernel.netns", e));
         }
+        if let Some(bad) = self
+            .kernel
+            .kstack
+            .iter()
+            .find(|c| *c != "all" && Cause::from_id(c).is_none())
+        {
+            return Err((
+                "kernel.kstack",
+                format!("'{bad}' is not a cause id (see docs/causes) or `all`"),
+            ));
+        }
         if self.kernel.storm_exit_rate == 0 {
             return Err(("kernel.storm_exit_rate", "must be at least 1".into()));
         }
@@ -442,6 +475,7 @@ impl Config {
                 "kernel.storm_exit_rate",
                 a.storm_exit_rate != b.storm_exit_rate,
             ),
+            ("kernel.kstack", a.kstack != b.kstack),
             (
                 "explain.sample_interval",
                 self.explain.sample_interval != new.explain.sample_interval,
@@ -693,6 +727,10 @@ mod tests {
                 "[metrics]\nenabled = \"yes\"\n",
                 "c.toml: metrics.enabled: invalid type: string \"yes\", expected a boolean",
             ),
+            (
+                "[kernel]\nkstack = [\"no_listener\", \"sun_spots\"]\n",
+                "c.toml: kernel.kstack: 'sun_spots' is not a cause id",
+            ),
             ("[metrics\n", "c.toml: line 1: "),
             ("a = 1\n[x]\n = 2\n", "c.toml: line 3: "),
         ];
@@ -704,6 +742,22 @@ mod tests {
             );
             assert!(!e.contains('\n'), "{e:?}");
         }
+    }
+
+    #[test]
+    fn kstack_causes() {
+        let with = |text: &str| {
+            Config::parse(text, "c.toml")
+                .unwrap()
+                .kernel
+                .kstack_causes()
+        };
+        assert_eq!(with(""), None, "off by default");
+        assert_eq!(with("[kernel]\nkstack = [\"all\"]\n"), Some(None));
+        assert_eq!(
+            with("[kernel]\nkstack = [\"no_listener\"]\n"),
+            Some(Some(vec![Cause::NoListener]))
+        );
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //! `attrib` (start-up census of socket owners, cgroups → units and
 //! containers), `context` (namespace samples: counters, sysctls, socket
 //! states), `explain` (rules → findings), `sinks` (text, JSON Lines, metrics,
-//! journald, file), `recorder` (the daemon's flight recorder), `config` (the
+//! journald, file), `top` (the live terminal view: its aggregates, layout,
+//! screen and keys), `recorder` (the daemon's flight recorder), `config` (the
 //! daemon's file), `cmd` (subcommands). The binary
 //! (`src/main.rs`) parses the command line and runs a subcommand; the library
 //! exists so the fuzz targets (`fuzz/`) can reach the decoders.
@@ -39,3 +40,4 @@ pub mod recorder;
 pub mod selection;
 pub mod service_manager;
 pub mod sinks;
+pub mod top;

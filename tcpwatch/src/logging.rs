@@ -2,9 +2,15 @@
 //! systemd service), straight to journald with structured fields, so that
 //! `journalctl TCPWATCH_CAUSE=...` finds the daemon's findings
 //! ([`crate::sinks::journald`]). The level can change while running (the
-//! daemon's `log.level` on reload) unless `RUST_LOG` or `-v` set it.
+//! daemon's `log.level` on reload) unless `RUST_LOG` or `-v` set it. While
+//! `tcpwatch top` owns the terminal, stderr lines are held and written out
+//! when it gives the terminal back ([`hold`]).
 
-use std::{io::IsTerminal as _, os::unix::fs::MetadataExt};
+use std::{
+    io::{self, IsTerminal as _, Write},
+    os::unix::fs::MetadataExt,
+    sync::{Mutex, MutexGuard},
+};
 
 use tracing_subscriber::{
     EnvFilter, Layer as _, Registry, layer::SubscriberExt as _, reload,
@@ -44,7 +50,7 @@ pub fn init(verbose: u8, bpf_log: bool, timestamps: bool) -> Logging {
         .flatten();
     let stderr = journald.is_none().then(|| {
         let layer = tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(|| Stderr)
             .with_ansi(std::io::stderr().is_terminal())
             .with_target(false);
         if timestamps {
@@ -87,6 +93,88 @@ fn filter(level: &str, bpf_log: bool) -> EnvFilter {
         }
     }
     filter
+}
+
+/// At most this many bytes of diagnostics are held while the terminal is
+/// taken; later lines are counted, not kept.
+const HELD_BYTES: usize = 64 * 1024;
+
+/// Diagnostics held while a live view owns the terminal.
+struct Held {
+    text: Vec<u8>,
+    lines: u64,
+    dropped: u64,
+}
+
+static HELD: Mutex<Option<Held>> = Mutex::new(None);
+
+fn held() -> MutexGuard<'static, Option<Held>> {
+    // A panic while holding the lock leaves the text intact: keep using it.
+    HELD.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// stderr, or the held text while a [`Hold`] lasts. The fmt layer writes each
+/// record with one `write_all`, so a record is held or dropped whole.
+struct Stderr;
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut held = held();
+        match held.as_mut() {
+            Some(h) if h.text.len() + buf.len() <= HELD_BYTES => {
+                h.text.extend_from_slice(buf);
+                h.lines += 1;
+            }
+            Some(h) => h.dropped += 1,
+            None => {
+                drop(held);
+                return io::stderr().write(buf);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
+
+/// Diagnostics are held (not written to the terminal a live view draws on)
+/// until this is dropped; then they are written to stderr, with a count of
+/// those that did not fit.
+pub struct Hold(());
+
+/// Starts holding diagnostics.
+pub fn hold() -> Hold {
+    *held() = Some(Held {
+        text: Vec::new(),
+        lines: 0,
+        dropped: 0,
+    });
+    Hold(())
+}
+
+/// Diagnostic records held so far (and dropped because the hold was full); 0
+/// when none are held.
+pub fn held_records() -> u64 {
+    held().as_ref().map_or(0, |h| h.lines + h.dropped)
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let Some(h) = held().take() else { return };
+        // The terminal may be gone (a hang-up): nothing to do about a failed write.
+        let mut stderr = io::stderr().lock();
+        let _ = stderr.write_all(&h.text);
+        if h.dropped > 0 {
+            let _ = writeln!(
+                stderr,
+                "tcpwatch: {} more diagnostic lines were dropped while the screen was shown",
+                h.dropped
+            );
+        }
+    }
 }
 
 /// Whether stderr is connected to the journal: systemd sets `JOURNAL_STREAM`

@@ -56,6 +56,7 @@ fn run(cli: Cli, logging: &logging::Logging) -> Result<(), Failure> {
         Command::Probes(args) => cmd::probes::run(&args),
         Command::Explain(args) => cmd::explain::run(&args),
         Command::Trace(args) => runtime()?.block_on(cmd::trace::run(*args)),
+        Command::Top(args) => runtime()?.block_on(cmd::top::run(*args)),
         Command::Daemon(args) => runtime()?.block_on(cmd::daemon::run(&args, logging)),
         Command::Query(args) => cmd::query::run(&args),
         Command::Generate(args) => cmd::generate::run(&args),

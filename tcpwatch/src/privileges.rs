@@ -16,7 +16,16 @@ pub enum PrivilegeError {
     /// The capability sets could not be read.
     #[error("cannot read this process's capabilities: {0}")]
     Unreadable(String),
+    /// Debian's (and some others') perf_event_paranoid level 3 lets only
+    /// CAP_SYS_ADMIN open perf events, which attaching a tracepoint needs.
+    #[error(
+        "kernel.perf_event_paranoid is {0}: this kernel lets only CAP_SYS_ADMIN attach tracepoints and kprobes (CAP_PERFMON is not enough); run as root, add CAP_SYS_ADMIN, or set sysctl kernel.perf_event_paranoid=2"
+    )]
+    Paranoid(i32),
 }
+
+/// Where the kernel's perf_event_open restriction is set.
+const PARANOID: &str = "/proc/sys/kernel/perf_event_paranoid";
 
 /// Checks the effective capabilities needed to load and attach the programs:
 /// CAP_BPF and CAP_PERFMON (5.8+), or CAP_SYS_ADMIN which implies both.
@@ -45,6 +54,24 @@ pub fn check() -> Result<(), PrivilegeError> {
             missing: missing.join(", "),
         })
     }
+}
+
+/// Checks that perf events may be opened (attaching tracepoints and kprobes
+/// needs them). A `kernel.perf_event_paranoid` above 2 is not upstream: a
+/// distribution patch (Debian's default is 3) that refuses perf_event_open()
+/// without CAP_SYS_ADMIN, whatever CAP_PERFMON says.
+pub fn check_perf_events() -> Result<(), PrivilegeError> {
+    if caps::has_cap(None, CapSet::Effective, Capability::CAP_SYS_ADMIN).unwrap_or(false) {
+        return Ok(());
+    }
+    match paranoid_level() {
+        Some(level) if level > 2 => Err(PrivilegeError::Paranoid(level)),
+        _ => Ok(()),
+    }
+}
+
+fn paranoid_level() -> Option<i32> {
+    std::fs::read_to_string(PARANOID).ok()?.trim().parse().ok()
 }
 
 /// What tracing loses without the optional capabilities, one line each (empty

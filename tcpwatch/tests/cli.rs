@@ -72,6 +72,17 @@ fn bad_flags_and_values() {
     }
 }
 
+/// `top` draws a live screen: into a pipe it refuses (before any privilege
+/// check, so also as a user) and points to `trace`.
+#[test]
+fn top_refuses_without_a_terminal() {
+    assert_usage_error(
+        &["top"],
+        "stdout is not a terminal: `tcpwatch top` draws a live screen; use `tcpwatch trace` for a pipe or a file",
+    );
+    assert_usage_error(&["top", "--json"], "unexpected argument '--json'");
+}
+
 #[test]
 fn too_many_filter_values() {
     let mut args = vec!["trace"];
@@ -164,6 +175,20 @@ fn minimal_capabilities() {
         &["trace", "--duration", "1s", "--no-census"],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let paranoid: i32 = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(2);
+    if paranoid > 2 {
+        // Debian's kernels: perf_event_open() needs CAP_SYS_ADMIN at level 3.
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("kernel.perf_event_paranoid is 3") && stderr.contains("CAP_SYS_ADMIN"),
+            "{stderr}"
+        );
+        return;
+    }
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
         stderr.contains("; tracing") && stderr.contains("stopped (duration reached)"),
@@ -180,6 +205,7 @@ fn help_and_version_exit_zero() {
         &["--help"][..],
         &["--version"],
         &["trace", "--help"],
+        &["top", "--help"],
         &["probes", "--help"],
     ] {
         let out = tcpwatch(args);

@@ -21,7 +21,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use support::{
-    capabilities::assert_reason,
+    capabilities::{self, assert_reason},
     harness::{self, trial},
     netns,
     peer::{self, Peer},
@@ -50,6 +50,7 @@ fn main() {
         trial("explain_replays_a_recording_like_live", explain_replay),
         trial("storm_mode_summarises_without_loss", storm_mode),
         trial("without_btf_degrades_and_still_explains", without_btf),
+        trial("kstack_names_the_kernel_path_of_each_reset", kstack),
     ];
     harness::run(trials);
 }
@@ -110,6 +111,10 @@ fn closed_port(ip: &str) {
     );
     assert!(sent["listener"].is_null(), "nobody listens on 9: {sent}");
     assert!(sent["state"].is_null(), "{sent}");
+    assert!(
+        sent.get("kstack").is_none(),
+        "no stacks unless asked: {sent}"
+    );
     assert_eq!(
         sent["segment"]["flags"],
         serde_json::json!(["SYN"]),
@@ -613,7 +618,10 @@ fn storm_mode() {
     ]);
     let mut client = Peer::spawn();
     assert_eq!(
-        client.ok(&format!("connect-close-many 127.0.0.1 9 {BURST}")),
+        client.ok_within(
+            &format!("connect-close-many 127.0.0.1 9 {BURST}"),
+            Duration::from_secs(120)
+        ),
         format!("0 {BURST}"),
         "every connect is refused"
     );
@@ -695,6 +703,22 @@ fn without_btf() {
     }
     // Every namespace is traced (no --netns without BTF): find this client's
     // connection by its owner, then the reset sent to it.
+    if !capabilities::sees_socketless_resets_without_btf() {
+        // Before 6.10 only kprobes see a reset without a socket, and they
+        // need BTF: the client's received reset is all there is.
+        let finding = trace
+            .findings_of("peer_reset")
+            .into_iter()
+            .find(|f| pid_of(&f["owner"]) == Some(u64::from(client.pid)))
+            .unwrap_or_else(|| panic!("the client's peer_reset: {}", trace.dump()));
+        assert_eq!(finding["flow"]["netns"], 0, "{finding}");
+        assert!(
+            trace.findings_of("no_listener").is_empty(),
+            "this kernel cannot see the refusal: {}",
+            trace.dump()
+        );
+        return;
+    }
     let port = trace
         .of_kind("state")
         .into_iter()
@@ -719,4 +743,49 @@ fn without_btf() {
         Some(u64::from(client.pid)),
         "{finding}"
     );
+}
+
+/// `--kstack`: each reset carries the kernel stack of the path that sent or
+/// took it, symbolised; the finding carries its reset's stack.
+fn kstack() {
+    let ns = netns::enter_private();
+    let tracer = Tracer::start(&["--kind", "all", "--kstack", "--netns", &ns.to_string()]);
+    let mut client = Peer::spawn();
+    assert_eq!(client.cmd("connect 127.0.0.1 9"), "err ECONNREFUSED");
+    let trace = tracer.finish();
+    assert_clean_exit(&trace);
+    let symbols = |record: &Value| -> Vec<String> {
+        record["kstack"]
+            .as_array()
+            .unwrap_or_else(|| panic!("a kstack list of frames: {record}"))
+            .iter()
+            .map(|f| f["symbol"].as_str().unwrap_or("?").to_owned())
+            .collect()
+    };
+    let sent = trace.one("reset_sent", "RST for the SYN to port 9", |e| {
+        port_of(&e["flow"]["src"]) == 9
+    });
+    let path = symbols(sent);
+    assert_eq!(
+        path.first().map(String::as_str),
+        Some("tcp_v4_send_reset"),
+        "the innermost frame is the function that built the RST (tracing glue trimmed): {path:?}"
+    );
+    assert!(path.iter().any(|s| s == "tcp_v4_rcv"), "{path:?}");
+    let frame = &sent["kstack"][0];
+    assert!(
+        frame["address"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("0xffff")),
+        "{frame}"
+    );
+    let received = trace.one("reset_received", "client's RST", |e| {
+        port_of(&e["flow"]["src"]) == 9
+    });
+    assert!(
+        symbols(received).iter().any(|s| s == "tcp_reset"),
+        "{received}"
+    );
+    let finding = &trace.findings_of("no_listener")[0];
+    assert_eq!(finding["kstack"], sent["kstack"], "{finding}");
 }

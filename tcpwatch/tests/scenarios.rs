@@ -16,7 +16,8 @@ use std::time::Duration;
 use serde_json::Value;
 use support::{
     capabilities::{
-        assert_finding_reason, drops_name_socket, is_no_socket_reset, names_listen_overflow_drops,
+        self, assert_finding_reason, drops_name_socket, is_no_socket_reset,
+        names_listen_overflow_drops,
     },
     harness::{self, trial},
     netns,
@@ -73,6 +74,7 @@ fn main() {
             "accept_queue_drops_with_reason_joined_to_flow",
             drops_joined_to_flow,
         ),
+        trial("firewall_reject_by_an_nft_rule", firewall_reject),
     ];
     harness::run(trials);
 }
@@ -460,7 +462,7 @@ fn stray_ack_to_listener() {
     client.ok("send 5");
     let trace = tracer.finish_after(Duration::from_millis(500));
     let f = findings(&trace, "stray_ack_to_listener")[0];
-    assert_eq!(f["confidence"], "exact", "{f}");
+    assert_finding_reason(f, &["TCP_FLAGS"]);
     assert_eq!(pid(&f["owner"]), Some(u64::from(server.pid)), "{f}");
     assert_eq!(pid(&f["peer_owner"]), Some(u64::from(client.pid)), "{f}");
     assert_eq!(number(f, "payload_bytes"), 5.0, "{f}");
@@ -692,4 +694,66 @@ fn drops_joined_to_flow() {
             "the requests that met the full queue: {at_listener:?}"
         );
     }
+}
+
+/// An nftables rule in the namespace rejects connections to a running
+/// service with a TCP reset. Where kprobes exist, netfilter's reset builder is
+/// hooked and the finding names the firewall; elsewhere `tcpwatch probes` says
+/// firewall resets are not seen and the client's reset is all there is.
+fn firewall_reject() {
+    let ns = netns::enter_private();
+    let mut server = Peer::spawn();
+    let port = server.ok("listen 127.0.0.1");
+    // Before tcpwatch starts: the first REJECT rule loads nf_reject_ipv4,
+    // whose functions tcpwatch looks up at start-up.
+    for rule in [
+        "add table inet tcpwatch_test".to_owned(),
+        "add chain inet tcpwatch_test input { type filter hook input priority 0 ; }".to_owned(),
+        format!("add rule inet tcpwatch_test input tcp dport {port} reject with tcp reset"),
+    ] {
+        let status = std::process::Command::new("nft")
+            .args(rule.split(' '))
+            .status()
+            .expect("nft (nftables)");
+        assert!(status.success(), "nft {rule}");
+    }
+    let tracer = trace(ns, &[]);
+    let mut client = Peer::spawn();
+    assert_eq!(
+        client.cmd(&format!("connect 127.0.0.1 {port}")),
+        "err ECONNREFUSED"
+    );
+    let trace = tracer.finish();
+    assert!(
+        trace.findings_of("no_listener").is_empty(),
+        "a service listens: {}",
+        trace.dump()
+    );
+    if !capabilities::sees_firewall_resets() {
+        // This kernel (no kprobes) cannot see netfilter's reset; the client's
+        // received reset is reported, with the refusal it caused.
+        let f = findings(&trace, "peer_reset")[0];
+        assert_eq!(text(f, "error"), "ECONNREFUSED", "{f}");
+        return;
+    }
+    let sent = trace.one("reset_sent", "netfilter's RST", |e| {
+        e["hook"] == "kprobe:nf_send_reset"
+    });
+    assert_eq!(sent["netfilter_hook"], "INPUT", "{sent}");
+    assert!(sent["reason"].is_null(), "not a TCP reason: {sent}");
+    assert_eq!(
+        pid(&sent["listener"]),
+        Some(u64::from(server.pid)),
+        "{sent}"
+    );
+    let f = findings(&trace, "firewall_reject")[0];
+    assert_eq!(f["confidence"], "exact", "{f}");
+    assert_eq!(text(f, "netfilter_hook"), "INPUT", "{f}");
+    assert_eq!(f["evidence"][2]["value"], true, "a service listens: {f}");
+    assert_eq!(pid(&f["peer_owner"]), Some(u64::from(client.pid)), "{f}");
+    assert!(
+        trace.findings_of("peer_reset").is_empty(),
+        "the client's reset is part of the firewall finding: {}",
+        trace.dump()
+    );
 }

@@ -34,6 +34,8 @@ const PACKAGES: &[&str] = &[
     // Scenario tests run the real servers users have.
     "nginx-light",
     "redis-server",
+    // A firewall REJECT rule in a namespace (firewall_reject).
+    "nftables",
     // The daemon's tests: a real Prometheus scrapes it; the service test boots a Debian
     // root with systemd as PID 1 in systemd-nspawn and installs the .deb there.
     "prometheus",

@@ -30,8 +30,8 @@ use crate::{
     cli::DaemonArgs,
     config::{self, Config},
     events::{
-        clock::Clock, convert::Converter, counters::KernelCounters, model::Kind, reader::Reader,
-        storm::Storm,
+        clock::Clock, convert::Converter, counters::KernelCounters, kstack::Kstacks, model::Kind,
+        reader::Reader, storm::Storm,
     },
     exit::{Failure, OrExit},
     explain::engine::Engine,
@@ -98,6 +98,7 @@ pub async fn run(args: &DaemonArgs, logging: &Logging) -> Result<(), Failure> {
         owner_grace: config.kernel.owner_grace.0,
         bpf_log: false,
         census: config.kernel.census,
+        kstack: config.kernel.kstack_causes().is_some(),
     };
     let mut pipeline = pipeline::start(&options).await?;
     let attached = pipeline.attached_line();
@@ -107,6 +108,10 @@ pub async fn run(args: &DaemonArgs, logging: &Logging) -> Result<(), Failure> {
     let clock = Clock::sample();
     let storm =
         Storm::new(&mut pipeline.ebpf, config.kernel.storm_exit_rate, clock).or_runtime()?;
+    let kstacks = match config.kernel.kstack_causes() {
+        Some(causes) => Some((Kstacks::new(&mut pipeline.ebpf).or_runtime()?, causes)),
+        None => None,
+    };
     let ebpf = Arc::new(Mutex::new(pipeline.ebpf));
 
     let metrics = Metrics::new(&config.metrics, Some(KernelStats::new(Arc::clone(&ebpf))));
@@ -145,6 +150,9 @@ pub async fn run(args: &DaemonArgs, logging: &Logging) -> Result<(), Failure> {
         Some(hints),
         Some(storm),
     );
+    if let Some((kstacks, causes)) = kstacks {
+        session = session.with_kstacks(kstacks, causes);
+    }
     eprintln!("{attached}");
     info!("{}", running.status());
     service_manager::ready(&running.status());

@@ -6,4 +6,5 @@ pub mod pipeline;
 pub mod probes;
 pub mod query;
 pub mod session;
+pub mod top;
 pub mod trace;

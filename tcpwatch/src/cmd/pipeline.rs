@@ -6,11 +6,13 @@
 use std::{os::unix::fs::MetadataExt, path::PathBuf, time::Duration, time::Instant};
 
 use anyhow::{Context as _, anyhow};
+use tcpwatch_common::config::options as program_options;
 use tokio::io::unix::AsyncFd;
 use tracing::{info, warn};
 
 use crate::{
     attrib::{census, seed},
+    cli::{KernelArgs, PipelineArgs},
     context::{
         backlogs::Backlogs,
         sampler::{self, Hints, Samples},
@@ -40,6 +42,32 @@ pub struct Options {
     pub bpf_log: bool,
     /// Take the start-up census of existing sockets.
     pub census: bool,
+    /// Record the kernel stack of every reset.
+    pub kstack: bool,
+}
+
+impl Options {
+    /// The options of a command-line session (`trace`, `top`): its filters,
+    /// and the kernel-side settings the user gave.
+    pub fn from_args(
+        filters: Filters,
+        pipeline: &PipelineArgs,
+        kernel: &KernelArgs,
+        bpf_log: bool,
+    ) -> Self {
+        Self {
+            btf: kernel.btf.clone(),
+            filters,
+            sizes: MapSizes {
+                ring_buffer_bytes: pipeline.ring_buffer_size,
+                max_sockets: pipeline.max_sockets,
+            },
+            owner_grace: pipeline.owner_grace,
+            bpf_log,
+            census: !pipeline.no_census,
+            kstack: false,
+        }
+    }
 }
 
 /// Programs loaded and attached.
@@ -65,6 +93,7 @@ pub async fn start(options: &Options) -> Result<Pipeline, Failure> {
         .or_usage()?;
     let started = Instant::now();
     let kernel = Kernel::inspect(&options.btf).or_usage()?;
+    privileges::check_perf_events().or_usage()?;
     let wants = Wants {
         drops: options
             .filters
@@ -97,6 +126,9 @@ pub async fn start(options: &Options) -> Result<Pipeline, Failure> {
     let mut config = kernel.program_config(options.filters.config(), grace);
     // Storm mode starts with the ring buffer half full.
     config.storm_high_water = options.sizes.ring_buffer_bytes / 2;
+    if options.kstack {
+        config.options |= program_options::KSTACK;
+    }
     let mut ebpf = attach::load(&config, options.sizes, options.bpf_log).or_runtime()?;
     attach::fill_filters(&mut ebpf, &options.filters.sets()).or_runtime()?;
     if options.bpf_log {

@@ -12,7 +12,10 @@ use std::{
 
 use chrono::Utc;
 use tcpwatch_common::counters::Counter;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
 
 use crate::{
     attrib::cgroup::Cgroups,
@@ -24,11 +27,12 @@ use crate::{
         convert::Converter,
         counters::KernelCounters,
         decode::{DecodeStats, decode},
+        kstack::Kstacks,
         model::{AggregateRecord, EventRecord, Kind, StormRecord},
         reader::Reader,
         storm::{Storm, StormOutput},
     },
-    explain::{engine::Engine, finding::FindingRecord},
+    explain::{cause::Cause, engine::Engine, finding::FindingRecord},
     selection::Selection,
     sinks::sink::{Progress, Sink},
 };
@@ -49,11 +53,14 @@ const STORM_POLL: Duration = Duration::from_secs(1);
 /// waiting on counters.
 const FINAL_SAMPLE_WAIT: Duration = Duration::from_secs(5);
 
-/// SIGINT and SIGTERM (and, for the daemon, SIGHUP), caught.
+/// SIGINT and SIGTERM (and, for the daemon and `top`, SIGHUP), caught; and,
+/// for `top`, the user's quit key.
 pub struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
-    hangup: Option<tokio::signal::unix::Signal>,
+    /// SIGHUP, and the stop it means.
+    hangup: Option<(tokio::signal::unix::Signal, Stop)>,
+    quit: Option<mpsc::UnboundedReceiver<()>>,
 }
 
 impl Signals {
@@ -63,6 +70,7 @@ impl Signals {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
             hangup: None,
+            quit: None,
         })
     }
 
@@ -70,16 +78,39 @@ impl Signals {
     /// [`Stop::Reload`].
     pub fn install_with_hangup() -> io::Result<Self> {
         Ok(Self {
-            hangup: Some(signal(SignalKind::hangup())?),
+            hangup: Some((signal(SignalKind::hangup())?, Stop::Reload)),
+            ..Self::install()?
+        })
+    }
+
+    /// Installs the handlers of an interactive session (`top`): SIGHUP (the
+    /// terminal went away) ends [`Session::run`] with [`Stop::Hangup`], and a
+    /// message on `quit` (the quit key) with [`Stop::Quit`].
+    pub fn install_interactive(quit: mpsc::UnboundedReceiver<()>) -> io::Result<Self> {
+        Ok(Self {
+            hangup: Some((signal(SignalKind::hangup())?, Stop::Hangup)),
+            quit: Some(quit),
             ..Self::install()?
         })
     }
 }
 
-async fn hangup(hangup: &mut Option<tokio::signal::unix::Signal>) {
+async fn hangup(hangup: &mut Option<(tokio::signal::unix::Signal, Stop)>) -> Stop {
     match hangup {
-        Some(signal) => {
+        Some((signal, stop)) => {
             signal.recv().await;
+            *stop
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The quit key: also when its sender is gone (the key reader ended because
+/// the terminal did).
+async fn quit(quit: &mut Option<mpsc::UnboundedReceiver<()>>) {
+    match quit {
+        Some(rx) => {
+            rx.recv().await;
         }
         None => std::future::pending().await,
     }
@@ -100,6 +131,10 @@ pub enum Stop {
     OutputClosed,
     /// SIGHUP: not an end; the caller reloads and runs the session again.
     Reload,
+    /// The user quit the live view (`top`).
+    Quit,
+    /// SIGHUP in the live view: its terminal went away.
+    Hangup,
 }
 
 impl Stop {
@@ -112,6 +147,8 @@ impl Stop {
             Self::Count => "count reached",
             Self::OutputClosed => "output closed",
             Self::Reload => "reloading",
+            Self::Quit => "quit",
+            Self::Hangup => "terminal hung up",
         }
     }
 }
@@ -141,6 +178,8 @@ pub struct Session<S: Sink> {
     selection: Selection,
     batch: Vec<Item>,
     storm: Option<Storm>,
+    kstacks: Option<Kstacks>,
+    kstack_causes: Option<Vec<Cause>>,
 }
 
 impl<S: Sink> Session<S> {
@@ -170,7 +209,18 @@ impl<S: Sink> Session<S> {
             selection: Selection::default(),
             batch: Vec::with_capacity(256),
             storm,
+            kstacks: None,
+            kstack_causes: None,
         }
+    }
+
+    /// Resolves the kernel stacks resets carry (`--kstack`) and hands them on
+    /// with the events, and with the findings of `causes` (all when `None`;
+    /// the engine gives a reset's finding its stack).
+    pub fn with_kstacks(mut self, kstacks: Kstacks, causes: Option<Vec<Cause>>) -> Self {
+        self.kstacks = Some(kstacks);
+        self.kstack_causes = causes;
+        self
     }
 
     /// Hands on only the events and findings `selection` selects (causes
@@ -201,7 +251,12 @@ impl<S: Sink> Session<S> {
         duration: Option<Duration>,
     ) -> io::Result<Stop> {
         let mut stop = self.pump(reader, samples, signals, duration).await?;
-        if !matches!(stop, Stop::Count | Stop::OutputClosed | Stop::Reload) {
+        // After a quit or a hang-up nobody sees the view any more: no final
+        // drain, and no wait for the final samples.
+        if !matches!(
+            stop,
+            Stop::Count | Stop::OutputClosed | Stop::Reload | Stop::Quit | Stop::Hangup
+        ) {
             reader.drain_now(usize::MAX, |bytes| self.take(bytes));
             self.final_samples(samples).await;
             self.poll_storm(true)?;
@@ -262,7 +317,8 @@ impl<S: Sink> Session<S> {
             tokio::select! {
                 _ = signals.interrupt.recv() => return Ok(Stop::Interrupt),
                 _ = signals.terminate.recv() => return Ok(Stop::Terminate),
-                () = hangup(&mut signals.hangup) => return Ok(Stop::Reload),
+                stop = hangup(&mut signals.hangup) => return Ok(stop),
+                () = quit(&mut signals.quit) => return Ok(Stop::Quit),
                 () = &mut deadline, if duration.is_some() => return Ok(Stop::Duration),
                 read = reader.drain(BATCH, |bytes| self.take(bytes)) => { read?; }
                 _ = drain_tick.tick() => { reader.drain_now(BATCH, |bytes| self.take(bytes)); }
@@ -318,7 +374,13 @@ impl<S: Sink> Session<S> {
     /// Decodes one ring-buffer record, explains it, queues what to print.
     pub fn take(&mut self, bytes: &[u8]) {
         let mut record = match decode(bytes) {
-            Ok(raw) => self.converter.convert(&raw),
+            Ok(raw) => {
+                let mut record = self.converter.convert(&raw);
+                if let Some(kstacks) = &mut self.kstacks {
+                    record.kstack = kstacks.frames(&raw);
+                }
+                record
+            }
             Err(e) => return self.decode.count(e),
         };
         self.cgroups.annotate_event(&mut record);
@@ -399,7 +461,14 @@ impl<S: Sink> Session<S> {
                     self.output.event(&record)?;
                     self.shown[kind_index(record.kind)] += 1;
                 }
-                Item::Finding(finding) => {
+                Item::Finding(mut finding) => {
+                    let wanted = self
+                        .kstack_causes
+                        .as_ref()
+                        .is_none_or(|causes| causes.contains(&finding.cause));
+                    if !wanted {
+                        finding.kstack = None;
+                    }
                     self.output.finding(&finding)?;
                     self.findings += 1;
                 }

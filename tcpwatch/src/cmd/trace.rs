@@ -11,12 +11,11 @@ use super::{
 use crate::{
     cli::TraceArgs,
     events::{
-        clock::Clock, convert::Converter, counters::KernelCounters, model::Kind, storm::Storm,
+        clock::Clock, convert::Converter, counters::KernelCounters, kstack::Kstacks, model::Kind,
+        storm::Storm,
     },
     exit::{Failure, OrExit},
     explain::engine::Engine,
-    filters::Filters,
-    probes::attach::MapSizes,
     sinks::output::{Format, Output},
 };
 
@@ -27,32 +26,24 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
     let mut signals = Signals::install().or_runtime()?;
     // Explanations need every kind from the kernel: state history, both resets.
     let explain = !args.no_explain;
+    let kinds = if explain {
+        // Drops stay opt-in: the engine uses them when asked for.
+        let mut kinds = EventKind::ALL.to_vec();
+        if args.kind.0.contains(&EventKind::Drop) {
+            kinds.push(EventKind::Drop);
+        }
+        kinds
+    } else {
+        args.kind.0.clone()
+    };
     let options = Options {
-        btf: args.kernel.btf.clone(),
-        filters: Filters {
-            kinds: if explain {
-                // Drops stay opt-in: the engine uses them when asked for.
-                let mut kinds = EventKind::ALL.to_vec();
-                if args.kind.0.contains(&EventKind::Drop) {
-                    kinds.push(EventKind::Drop);
-                }
-                kinds
-            } else {
-                args.kind.0.clone()
-            },
-            pids: args.pid.clone(),
-            comm: args.comm.clone(),
-            ports: args.port.clone(),
-            prefixes: args.addr.clone(),
-            netns: args.netns.clone(),
-        },
-        sizes: MapSizes {
-            ring_buffer_bytes: args.ring_buffer_size,
-            max_sockets: args.max_sockets,
-        },
-        owner_grace: args.owner_grace,
-        bpf_log: args.bpf_log,
-        census: !args.no_census,
+        kstack: args.kstack,
+        ..Options::from_args(
+            args.filters.filters(kinds),
+            &args.pipeline,
+            &args.kernel,
+            args.bpf_log,
+        )
     };
     let mut pipeline = pipeline::start(&options).await?;
 
@@ -63,7 +54,8 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
     };
     let display: Vec<Kind> = args.kind.0.iter().map(|k| Kind::from_wire(*k)).collect();
     let (engine, hints, mut samples) = if explain {
-        let (hints, samples) = pipeline.sampler(args.sample_interval, &args.netns)?;
+        let (hints, samples) =
+            pipeline.sampler(args.pipeline.sample_interval, &args.filters.netns)?;
         (
             Some(Engine::new(args.explain.thresholds())),
             Some(hints),
@@ -75,7 +67,8 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
     // Everything counts from here: programs attached, namespaces' baselines read.
     eprintln!("{}", pipeline.attached_line());
     let clock = Clock::sample();
-    let storm = Storm::new(&mut pipeline.ebpf, args.storm_exit_rate, clock).or_runtime()?;
+    let storm =
+        Storm::new(&mut pipeline.ebpf, args.pipeline.storm_exit_rate, clock).or_runtime()?;
     let mut session = Session::new(
         Converter::new(pipeline.kernel.names.clone(), clock),
         Output::new(format, home_netns(), io::stdout()),
@@ -86,6 +79,10 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
         Some(storm),
     )
     .with_selection(args.placement.selection());
+    if args.kstack {
+        let kstacks = Kstacks::new(&mut pipeline.ebpf).or_runtime()?;
+        session = session.with_kstacks(kstacks, None);
+    }
     let mut reader = crate::events::reader::Reader::new(&mut pipeline.ebpf).or_runtime()?;
     let tracing_since = Instant::now();
     let stop = session

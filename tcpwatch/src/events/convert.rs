@@ -38,11 +38,20 @@ impl Converter {
         let has = |bit| raw.flags & bit != 0;
         let (old_state, new_state, state) =
             self.states(kind, raw.old_state, raw.new_state, raw.skaddr != 0);
+        let hook = Hook::from_raw(raw.hook);
+        let netfilter = hook.is_some_and(Hook::is_netfilter);
         let reason = match kind {
-            Kind::ResetSent if has(flags::HAS_REASON) => Some(self.reason(raw.reason)),
+            Kind::ResetSent if has(flags::HAS_REASON) && !netfilter => {
+                Some(self.reason(raw.reason))
+            }
             Kind::Drop if has(flags::HAS_REASON) => Some(self.drop_reason(raw.reason)),
             _ => None,
         };
+        let netfilter_hook = netfilter.then(|| {
+            self.names
+                .netfilter_hook(raw.reason)
+                .map_or_else(|| format!("hook#{}", raw.reason), str::to_owned)
+        });
         // The errno follows from the state; unknown without it (no BTF).
         let error = (kind == Kind::ResetReceived)
             .then_some(state.as_deref())
@@ -63,8 +72,7 @@ impl Converter {
             owner: has(flags::HAS_OWNER).then(|| owner(&raw.owner, now)),
             actor: process(&raw.actor),
             listener: has(flags::HAS_LISTENER).then(|| owner(&raw.listener, now)),
-            hook: Hook::from_raw(raw.hook)
-                .map_or_else(|| format!("hook#{}", raw.hook), |h| h.name().to_owned()),
+            hook: hook.map_or_else(|| format!("hook#{}", raw.hook), |h| h.name().to_owned()),
             segment: has(flags::HAS_SEGMENT).then(|| Segment {
                 flags: tcp_flags(raw.seg_flags),
                 payload_bytes: raw.seg_len,
@@ -75,6 +83,9 @@ impl Converter {
                 bytes_received: raw.tcp.bytes_received,
                 bytes_acked: raw.tcp.bytes_acked,
             }),
+            // Read from the stack map by the session (`--kstack`).
+            kstack: None,
+            netfilter_hook,
         }
     }
 }

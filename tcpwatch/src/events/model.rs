@@ -101,6 +101,28 @@ pub struct EventRecord {
     /// Activity of the local socket at the event (full sockets only).
     #[serde(default)]
     pub tcp: Option<TcpActivity>,
+    /// With `--kstack`, for resets: the kernel stack of the path that built
+    /// (sent) or took (received) the reset, innermost frame first. Absent
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kstack: Option<Vec<Frame>>,
+    /// For resets built by a netfilter `REJECT --reject-with tcp-reset` rule
+    /// (hook `kprobe:nf_send_reset[6]`): the netfilter hook of the rule, as
+    /// iptables names its chains (`INPUT`, `FORWARD`, `OUTPUT`, ...). Absent
+    /// for resets TCP built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netfilter_hook: Option<String>,
+}
+
+/// One kernel stack frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frame {
+    /// Return address (hex).
+    pub address: String,
+    /// The function it is in, from /proc/kallsyms; `null` when unknown.
+    pub symbol: Option<String>,
+    /// Offset of the address in that function, in bytes.
+    pub offset: Option<u64>,
 }
 
 /// A full socket's activity at the time of an event.

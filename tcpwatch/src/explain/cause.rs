@@ -49,12 +49,14 @@ pub enum Cause {
     PawsReject,
     /// A reset the rules cannot place: the kernel's reason is given.
     OtherReset,
+    /// A firewall rule on this host (netfilter REJECT with tcp-reset) refused
+    /// the segment.
+    FirewallReject,
 }
 
 impl Cause {
     /// Every cause, in documentation order.
-    #[cfg(test)]
-    pub const ALL: [Cause; 21] = [
+    pub const ALL: [Cause; 22] = [
         Self::NoListener,
         Self::CloseWithUnreadData,
         Self::LingerZeroAbort,
@@ -75,6 +77,7 @@ impl Cause {
         Self::StrayAckToListener,
         Self::Linger2Abort,
         Self::PawsReject,
+        Self::FirewallReject,
         Self::OtherReset,
     ];
 
@@ -102,6 +105,7 @@ impl Cause {
             Self::Linger2Abort => "linger2_abort",
             Self::PawsReject => "paws_reject",
             Self::OtherReset => "other_reset",
+            Self::FirewallReject => "firewall_reject",
         }
     }
 
@@ -131,11 +135,13 @@ impl Cause {
             Self::Linger2Abort => "Abort in FIN_WAIT2 (TCP_LINGER2 < 0)",
             Self::PawsReject => "Connection rejected by timestamp checks (PAWS)",
             Self::OtherReset => "Reset",
+            Self::FirewallReject => {
+                "Refused by a firewall rule on this host (REJECT with tcp-reset)"
+            }
         }
     }
 
     /// Parses an id.
-    #[cfg(test)]
     pub fn from_id(id: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.id() == id)
     }

@@ -188,6 +188,8 @@ impl Engine {
             }),
             socket: None,
             tcp: None,
+            kstack: None,
+            netfilter_hook: None,
         };
         let (reason, confidence) = match infer::of_event(&event) {
             Reason::Known(reason, confidence) => (Some(reason), confidence),
@@ -314,6 +316,9 @@ impl Engine {
             .iter_mut()
             .find_map(|rule| rule.reset(&ctx, &reset));
         if let Some(mut draft) = draft {
+            if draft.finding.kstack.is_none() {
+                draft.finding.kstack.clone_from(&event.kstack);
+            }
             let dropped = self.history.drops.before(&id, event.time);
             if !dropped.is_empty() {
                 draft.finding.add(

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::cause::Cause;
-use crate::events::model::{Flow, Process, SCHEMA_VERSION};
+use crate::events::model::{Flow, Frame, Process, SCHEMA_VERSION};
 
 /// Record type tag of a finding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +69,10 @@ pub struct FindingRecord {
     pub fix: String,
     /// Occurrences this finding stands for (repeats are aggregated).
     pub count: u64,
+    /// With `--kstack`: the kernel stack of the reset this finding explains,
+    /// innermost frame first. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kstack: Option<Vec<Frame>>,
 }
 
 impl FindingRecord {
@@ -98,6 +102,7 @@ impl FindingRecord {
             evidence: Vec::new(),
             fix,
             count: 1,
+            kstack: None,
         }
     }
 

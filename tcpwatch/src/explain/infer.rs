@@ -24,7 +24,8 @@ pub enum Reason {
 
 /// The reason of `event` from what it carries.
 pub fn of_event(event: &EventRecord) -> Reason {
-    if event.kind != Kind::ResetSent {
+    if event.kind != Kind::ResetSent || event.netfilter_hook.is_some() {
+        // A firewall's reset has no TCP reason to infer.
         return Reason::None;
     }
     if let Some(reason) = &event.reason
@@ -46,7 +47,10 @@ pub fn of_event(event: &EventRecord) -> Reason {
         None => inferred("NO_SOCKET"),
         Some("TIME_WAIT") => inferred("TCP_TIMEWAIT_SOCKET"),
         Some("LISTEN") if has("SYN") => inferred("INVALID_SYN"),
-        Some("LISTEN") => inferred("TCP_FLAGS"),
+        // A listener resets a non-SYN for two reasons: no matching request
+        // (TCP_FLAGS), or, with tcp_abort_on_overflow, a completing ACK that
+        // met a full accept queue (INVALID_SYN, ListenOverflows rises).
+        Some("LISTEN") => Reason::AwaitCounters,
         Some("SYN_SENT") => inferred("TCP_INVALID_ACK_SEQUENCE"),
         Some(_) => inferred("TCP_ABORT_ON_DATA"),
     }
@@ -67,6 +71,16 @@ const ACTIVE_PATHS: [(&str, &str); 5] = [
 /// after `event` up to `until`).
 pub fn from_counters(event: &EventRecord, namespaces: &Namespaces, until: DateTime<Utc>) -> Reason {
     let since = event.time - chrono::TimeDelta::seconds(2);
+    if event.segment.is_some() && event.state.as_deref() == Some("LISTEN") {
+        let overflowed =
+            namespaces.increase(event.flow.netns, "TcpExt.ListenOverflows", since, until) > 0;
+        let reason = if overflowed {
+            "INVALID_SYN"
+        } else {
+            "TCP_FLAGS"
+        };
+        return Reason::Known(reason.to_owned(), Confidence::Inferred);
+    }
     for (counter, reason) in ACTIVE_PATHS {
         if namespaces.increase(event.flow.netns, counter, since, until) > 0 {
             return Reason::Known(reason.to_owned(), Confidence::Inferred);

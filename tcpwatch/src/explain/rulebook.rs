@@ -6,6 +6,8 @@ use super::{rule::Rule, rules};
 /// All rules, in order.
 pub fn all() -> Vec<Box<dyn Rule>> {
     vec![
+        // Not TCP's reset at all: before any rule reads TCP state into it.
+        Box::new(rules::firewall_reject::FirewallReject),
         Box::new(rules::stale_pooled_connection::StalePooledConnection::default()),
         Box::new(rules::listener_closed_with_pending::ListenerClosedWithPending),
         Box::new(rules::socket_killed::SocketKilled),

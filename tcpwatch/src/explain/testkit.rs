@@ -76,6 +76,8 @@ fn base(kind: Kind, ms: i64, src: &str, dst: &str, actor: Process) -> EventRecor
         segment: None,
         socket: Some("0xffff0000".into()),
         tcp: None,
+        kstack: None,
+        netfilter_hook: None,
     }
 }
 

@@ -8,7 +8,10 @@ use aya::{
     maps::{HashMap, LpmTrie, MapError, lpm_trie::Key},
     programs::{KProbe, ProgramError, TracePoint},
 };
-use tcpwatch_common::config::{CONFIG_SYMBOL, ProgramConfig};
+use tcpwatch_common::{
+    config::{CONFIG_SYMBOL, ProgramConfig, options},
+    limits,
+};
 
 use super::plan::{AttachPoint, Plan, Step};
 use crate::filters::FilterSets;
@@ -71,8 +74,19 @@ pub fn load(config: &ProgramConfig, sizes: MapSizes, bpf_log: bool) -> Result<Eb
         .map_max_entries("EVENTS", sizes.ring_buffer_bytes)
         .map_max_entries("SOCK_OWNERS", sizes.max_sockets)
         .map_max_entries("FLOW_OWNERS", sizes.max_sockets)
+        .map_max_entries("KSTACKS", kstack_entries(config))
         .load(OBJECT)
         .map_err(AttachError::Load)
+}
+
+/// Room in the stack map: none needed (one entry, the kernel's minimum)
+/// unless `--kstack` asks for stacks.
+fn kstack_entries(config: &ProgramConfig) -> u32 {
+    if config.options & options::KSTACK != 0 {
+        limits::KSTACKS
+    } else {
+        1
+    }
 }
 
 /// Fills the filter sets (ports, pids, address prefixes).

@@ -123,6 +123,39 @@ impl KernelBtf {
         None
     }
 
+    /// Names of the parameters of function `name`, in order, if its prototype
+    /// is in this BTF.
+    pub fn parameters(&self, name: &str) -> Option<Vec<String>> {
+        let func = self
+            .btf
+            .resolve_types_by_name(name)
+            .ok()?
+            .into_iter()
+            .find_map(|t| match t {
+                Type::Func(f) => Some(f),
+                _ => None,
+            })?;
+        let Type::FuncProto(proto) = self.btf.resolve_chained_type(&func).ok()? else {
+            return None;
+        };
+        Some(
+            proto
+                .parameters
+                .iter()
+                .map(|p| self.btf.resolve_name(p).unwrap_or_default())
+                .collect(),
+        )
+    }
+
+    /// The BTF of a loaded module (`/sys/kernel/btf/<module>`), split over this
+    /// (vmlinux) BTF.
+    pub fn module(&self, module: &str) -> Option<KernelBtf> {
+        let path = Path::new("/sys/kernel/btf").join(module);
+        Btf::from_split_file(path, &self.btf)
+            .ok()
+            .map(|btf| Self { btf })
+    }
+
     fn enum_members(&self, ty: &Type) -> Option<Vec<(String, i64)>> {
         match ty {
             Type::Enum(e) => Some(

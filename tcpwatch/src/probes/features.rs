@@ -40,6 +40,9 @@ pub struct Features {
     pub kfree_skb: Option<TpFormat>,
     /// `syscalls:sys_enter_listen`.
     pub listen_enter: Option<TpFormat>,
+    /// BTF gives the argument positions of `nf_send_reset`/`nf_send_reset6`
+    /// (set by [`super::kernel::Kernel::inspect`]).
+    pub nf_reset_args: bool,
 }
 
 impl Features {
@@ -81,6 +84,7 @@ impl Features {
             accept_exit: tracefs.format("syscalls", "sys_exit_accept")?,
             kfree_skb: tracefs.format("skb", "kfree_skb")?,
             listen_enter: tracefs.format("syscalls", "sys_enter_listen")?,
+            nf_reset_args: false,
         })
     }
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use tcpwatch_common::{
-    config::ProgramConfig,
+    config::{NfResetArgs, ProgramConfig},
     filter::FilterConfig,
     layout::{KernelLayout, TcpStates},
 };
@@ -13,6 +13,7 @@ use super::{
     btf::{BtfError, KernelBtf, NO_BTF, VMLINUX_BTF},
     features::Features,
     kernel_enums::{KernelNames, NamesError},
+    netfilter,
     tracefs::{Tracefs, TracefsError},
 };
 
@@ -40,6 +41,8 @@ pub struct Kernel {
     pub layout: KernelLayout,
     /// TCP state numbers.
     pub states: TcpStates,
+    /// Argument positions of netfilter's reset builder, from BTF.
+    pub nf_reset: Option<NfResetArgs>,
     /// What tracing cannot do on this kernel as configured (without BTF),
     /// one sentence each.
     pub lost: Vec<String>,
@@ -87,11 +90,14 @@ impl Kernel {
         let mut names = names;
         names.resolve_drop_reasons(btf.as_ref(), features.kfree_skb.as_ref());
         let states = names.tcp_states()?;
+        let nf_reset = btf.as_ref().and_then(netfilter::reset_args);
+        features.nf_reset_args = nf_reset.is_some();
         Ok(Self {
             features,
             names,
             layout,
             states,
+            nf_reset,
             lost,
         })
     }
@@ -112,6 +118,8 @@ impl Kernel {
             owner_grace_ns,
             filter,
             storm_high_water: 0,
+            options: 0,
+            nf_reset: self.nf_reset.unwrap_or_default(),
             kfree_skb: layout(&self.features.kfree_skb),
             listen_enter: layout(&self.features.listen_enter),
         }

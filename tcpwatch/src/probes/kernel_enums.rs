@@ -27,6 +27,23 @@ impl NameSource {
     }
 }
 
+/// The iptables chain name of a netfilter hook (`NF_INET_LOCAL_IN` is
+/// `INPUT`); `None` for `NF_INET_NUMHOOKS` and the ingress hook's alias.
+fn chain_name(hook: &str) -> Option<String> {
+    Some(
+        match hook.strip_prefix("NF_INET_")? {
+            "PRE_ROUTING" => "PREROUTING",
+            "LOCAL_IN" => "INPUT",
+            "FORWARD" => "FORWARD",
+            "LOCAL_OUT" => "OUTPUT",
+            "POST_ROUTING" => "POSTROUTING",
+            "INGRESS" => "INGRESS",
+            _ => return None,
+        }
+        .to_owned(),
+    )
+}
+
 /// Errors resolving names.
 #[derive(Debug, thiserror::Error)]
 pub enum NamesError {
@@ -45,6 +62,8 @@ pub enum NamesError {
 pub struct KernelNames {
     states: BTreeMap<u8, String>,
     reasons: BTreeMap<u32, String>,
+    /// Netfilter hooks (`enum nf_inet_hooks`) as iptables names its chains.
+    nf_hooks: BTreeMap<u32, String>,
     /// Origin of the state table.
     pub states_source: NameSource,
     /// Origin of the reset-reason table, `None` when the kernel has no reasons.
@@ -106,9 +125,16 @@ impl KernelNames {
             .into_iter()
             .filter_map(|(name, value)| Some((u32::try_from(value).ok()?, name)))
             .collect();
+        let nf_hooks = btf
+            .and_then(|b| b.enum_named("nf_inet_hooks"))
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(name, value)| Some((u32::try_from(value).ok()?, chain_name(&name)?)))
+            .collect();
         Ok(Self {
             states,
             reasons,
+            nf_hooks,
             states_source,
             reasons_source,
             drop_reasons: BTreeMap::new(),
@@ -166,6 +192,11 @@ impl KernelNames {
     /// `NO_SOCKET`, `TCP_ABORT_ON_CLOSE`, ... for a raw `sk_rst_reason`.
     pub fn reason(&self, raw: u32) -> Option<&str> {
         self.reasons.get(&raw).map(String::as_str)
+    }
+
+    /// `INPUT`, `FORWARD`, ... for a raw `enum nf_inet_hooks` value.
+    pub fn netfilter_hook(&self, raw: u32) -> Option<&str> {
+        self.nf_hooks.get(&raw).map(String::as_str)
     }
 
     /// Whether this kernel names a reset reason `name`.

@@ -6,5 +6,6 @@ pub mod features;
 mod fixtures;
 pub mod kernel;
 pub mod kernel_enums;
+pub mod netfilter;
 pub mod plan;
 pub mod tracefs;

@@ -19,6 +19,8 @@ pub enum Role {
     Drops,
     /// The backlog programs ask `listen()` for (accept-queue findings).
     ListenBacklog,
+    /// Resets netfilter builds for `REJECT --reject-with tcp-reset`.
+    FirewallResets,
 }
 
 impl Role {
@@ -31,6 +33,7 @@ impl Role {
             Self::AcceptOwner => "owner of accepted sockets",
             Self::Drops => "dropped segments",
             Self::ListenBacklog => "listen() backlog",
+            Self::FirewallResets => "firewall resets",
         }
     }
 }
@@ -271,6 +274,9 @@ pub fn plan_for(features: &Features, wants: Wants) -> Result<Plan, PlanError> {
 
     reasons.push((Role::Drops, drops(features, wants, &mut steps)));
 
+    let why = firewall_resets(features, &mut steps);
+    reasons.push((Role::FirewallResets, why));
+
     if !steps
         .iter()
         .any(|s| !matches!(s.role, Role::AcceptOwner | Role::ListenBacklog))
@@ -317,6 +323,42 @@ fn drops(features: &Features, wants: Wants, steps: &mut Vec<Step>) -> String {
         Role::Drops,
     ));
     format!("{what}; filtered to TCP segments in the kernel")
+}
+
+/// Kprobes on netfilter's reset builder, where they work. They are not
+/// warned about at start-up when missing (most hosts have no REJECT rule);
+/// `tcpwatch probes` says why.
+fn firewall_resets(features: &Features, steps: &mut Vec<Step>) -> String {
+    const FUNCTIONS: [(&str, &str); 2] = [
+        ("tcpwatch_nf_send_reset", "nf_send_reset"),
+        ("tcpwatch_nf_send_reset6", "nf_send_reset6"),
+    ];
+    if !features.kprobes {
+        return "not seen: netfilter builds REJECT --reject-with tcp-reset resets in nf_send_reset/nf_send_reset6, which have no tracepoint, and this kernel has no kprobes; the client's reset shows as peer_reset".to_owned();
+    }
+    let present: Vec<_> = FUNCTIONS
+        .iter()
+        .filter(|(_, f)| features.has_function(f))
+        .collect();
+    if present.is_empty() {
+        return "not seen: nf_send_reset/nf_send_reset6 are not in kallsyms (modules nf_reject_ipv4/nf_reject_ipv6 not loaded: the first REJECT rule loads them; restart tcpwatch then)".to_owned();
+    }
+    if !features.nf_reset_args {
+        return "not seen: the BTF of nf_send_reset does not give its arguments (net, oldskb, hook)".to_owned();
+    }
+    for (program, function) in &present {
+        steps.push(Step {
+            program,
+            point: AttachPoint::Kprobe { function },
+            role: Role::FirewallResets,
+        });
+    }
+    let names: Vec<&str> = present.iter().map(|(_, f)| *f).collect();
+    let mut why = format!("kprobes on {}", names.join(", "));
+    if present.len() < FUNCTIONS.len() {
+        why.push_str(" (the other is not loaded: its family's REJECT resets are missed)");
+    }
+    why
 }
 
 fn tracepoint(
@@ -382,6 +424,7 @@ mod tests {
             accept_exit: format(&["ret"]),
             kfree_skb: format(&["skbaddr", "location", "rx_sk", "protocol", "reason"]),
             listen_enter: format(&["fd", "backlog"]),
+            nf_reset_args: true,
         }
     }
 
@@ -511,6 +554,39 @@ mod tests {
                 .iter()
                 .any(|(r, w)| *r == Role::Drops && w.starts_with("unavailable"))
         );
+    }
+
+    #[test]
+    fn firewall_resets_need_kprobes_the_functions_and_their_btf() {
+        let why = |plan: &Plan| {
+            plan.reasons
+                .iter()
+                .find(|(r, _)| *r == Role::FirewallResets)
+                .unwrap()
+                .1
+                .clone()
+        };
+        let nf = &["nf_send_reset", "nf_send_reset6"];
+        let with = plan(&kernel(true, true, nf)).unwrap();
+        assert_eq!(
+            points(&with, Role::FirewallResets),
+            ["kprobe:nf_send_reset", "kprobe:nf_send_reset6"]
+        );
+        // This machine: 6.18 without kprobes.
+        let without = plan(&kernel(true, false, nf)).unwrap();
+        assert!(points(&without, Role::FirewallResets).is_empty());
+        assert!(why(&without).contains("no kprobes"), "{}", why(&without));
+        // Modules not loaded.
+        let unloaded = plan(&kernel(true, true, &[])).unwrap();
+        assert!(why(&unloaded).contains("not loaded"), "{}", why(&unloaded));
+        // Only IPv4.
+        let v4 = plan(&kernel(true, true, &["nf_send_reset"])).unwrap();
+        assert_eq!(points(&v4, Role::FirewallResets), ["kprobe:nf_send_reset"]);
+        assert!(why(&v4).contains("missed"), "{}", why(&v4));
+        // No prototype in BTF.
+        let mut f = kernel(true, true, nf);
+        f.nf_reset_args = false;
+        assert!(points(&plan(&f).unwrap(), Role::FirewallResets).is_empty());
     }
 
     #[test]

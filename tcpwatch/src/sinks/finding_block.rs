@@ -15,12 +15,17 @@ use std::fmt::Write as _;
 
 use chrono::Local;
 
-use crate::explain::finding::{Confidence, FindingRecord};
+use crate::{
+    events::kstack,
+    explain::finding::{Confidence, FindingRecord},
+};
 
 /// Width the text is wrapped to.
 const WIDTH: usize = 110;
 /// Indent of the values.
 const INDENT: usize = 12;
+/// Innermost frames of a kernel stack shown (the event line shows them all).
+const KSTACK_FRAMES: usize = 8;
 
 /// The block, ending with a newline.
 pub fn block(f: &FindingRecord, home_netns: u32) -> String {
@@ -73,6 +78,22 @@ pub fn block(f: &FindingRecord, home_netns: u32) -> String {
         );
     }
     line(&mut out, "fix", &f.fix);
+    let frames = f.kstack.as_deref().unwrap_or_default();
+    for (i, frame) in frames.iter().take(KSTACK_FRAMES).enumerate() {
+        line(
+            &mut out,
+            if i == 0 { "kstack" } else { "" },
+            &kstack::describe(frame),
+        );
+    }
+    if frames.len() > KSTACK_FRAMES {
+        let more = frames.len() - KSTACK_FRAMES;
+        line(
+            &mut out,
+            "",
+            &format!("... {more} more frames (all in --json)"),
+        );
+    }
     out
 }
 
@@ -144,5 +165,33 @@ mod tests {
                 >= 2,
             "wrapped: {b}"
         );
+    }
+
+    #[test]
+    fn a_kernel_stack_shows_its_innermost_frames() {
+        let mut f = FindingRecord::new(
+            Cause::NoListener,
+            Confidence::Exact,
+            Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+            7,
+            "refused".into(),
+            "Start the service.".into(),
+        );
+        f.kstack = Some(
+            (0..10)
+                .map(|i| crate::events::model::Frame {
+                    address: format!("{:#x}", 0xffff_ffff_8100_0000_u64 + i),
+                    symbol: Some(format!("fn{i}")),
+                    offset: Some(16),
+                })
+                .collect(),
+        );
+        let b = block(&f, 7);
+        assert!(
+            b.contains("  kstack    fn0+0x10\n            fn1+0x10\n"),
+            "{b}"
+        );
+        assert!(b.contains("fn7+0x10\n") && !b.contains("fn8"), "{b}");
+        assert!(b.contains("... 2 more frames (all in --json)\n"), "{b}");
     }
 }

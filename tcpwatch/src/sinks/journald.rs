@@ -18,7 +18,10 @@ use super::{sink::Sink, terminal};
 use crate::{
     config,
     context::sample::SampleRecord,
-    events::model::{AggregateRecord, EventRecord, Kind, Process, StormPhase, StormRecord},
+    events::{
+        kstack,
+        model::{AggregateRecord, EventRecord, Kind, Process, StormPhase, StormRecord},
+    },
     explain::finding::{Confidence, FindingRecord},
 };
 
@@ -94,6 +97,10 @@ impl Sink for Journald {
         let peer = f.peer_owner.as_ref();
         let flow = f.flow.as_ref().map(|f| format!("{} > {}", f.src, f.dst));
         let evidence: Vec<&str> = f.evidence.iter().map(|e| e.text.as_str()).collect();
+        let kstack: Option<String> = f.kstack.as_ref().map(|frames| {
+            let frames: Vec<String> = frames.iter().map(kstack::describe).collect();
+            frames.join(" <- ")
+        });
         let confidence = match f.confidence {
             Confidence::Exact => "exact",
             Confidence::Inferred => "inferred",
@@ -117,6 +124,7 @@ impl Sink for Journald {
             tcpwatch_count = f.count,
             tcpwatch_evidence = evidence.join("; ").as_str(),
             tcpwatch_fix = f.fix.as_str(),
+            tcpwatch_kstack = kstack.as_deref(),
             "FINDING {} ({confidence}): {}. {}",
             f.cause.id(),
             f.title,

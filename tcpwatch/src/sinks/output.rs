@@ -46,6 +46,8 @@ impl<W: Write> Output<W> {
             Format::Text => {
                 self.buffer
                     .put_slice(terminal::line(event, self.home_netns).as_bytes());
+                self.buffer
+                    .put_slice(terminal::kstack_lines(event).as_bytes());
             }
             Format::Json => {
                 serde_json::to_writer((&mut self.buffer).writer(), event)

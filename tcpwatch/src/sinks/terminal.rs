@@ -8,7 +8,10 @@ use std::fmt::Write as _;
 
 use chrono::Local;
 
-use crate::events::model::{AggregateRecord, EventRecord, Kind, Process, StormPhase, StormRecord};
+use crate::events::{
+    kstack,
+    model::{AggregateRecord, EventRecord, Kind, Process, StormPhase, StormRecord},
+};
 
 /// Formats one event line (no trailing newline). `home_netns` is left out of the
 /// line; any other namespace is shown.
@@ -71,6 +74,16 @@ pub fn line(event: &EventRecord, home_netns: u32) -> String {
     let _ = write!(out, "  actor={}", who(Some(&event.actor), false));
     if event.flow.netns != home_netns {
         let _ = write!(out, "  netns={}", event.flow.netns);
+    }
+    out
+}
+
+/// The kernel stack of an event (`--kstack`), like a backtrace: one frame per
+/// line under the event line, innermost first. Empty without a stack.
+pub fn kstack_lines(event: &EventRecord) -> String {
+    let mut out = String::new();
+    for (i, frame) in event.kstack.iter().flatten().enumerate() {
+        let _ = write!(out, "\n    #{i:<2} {}", kstack::describe(frame));
     }
     out
 }
@@ -191,6 +204,8 @@ mod tests {
             }),
             socket: None,
             tcp: None,
+            kstack: None,
+            netfilter_hook: None,
         }
     }
 

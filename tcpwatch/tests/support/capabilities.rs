@@ -97,3 +97,30 @@ pub fn names_listen_overflow_drops() -> bool {
 pub fn drops_name_socket() -> bool {
     probes()["drops_have_socket"] == true
 }
+
+/// Whether this kernel lets tcpwatch see resets netfilter builds (kprobes on
+/// nf_send_reset), as `tcpwatch probes` says under "firewall resets".
+pub fn sees_firewall_resets() -> bool {
+    probes()["why"]
+        .as_array()
+        .and_then(|why| why.iter().find(|w| w["role"] == "firewall resets"))
+        .and_then(|w| w["why"].as_str())
+        .unwrap_or_else(|| panic!("tcpwatch probes says nothing about firewall resets"))
+        .starts_with("kprobes")
+}
+
+/// Whether `tcpwatch --btf none` still sees resets sent without a socket: the
+/// tracepoint does from 6.10; before, only the kprobes do, and they need BTF.
+pub fn sees_socketless_resets_without_btf() -> bool {
+    static COVERAGE: OnceLock<String> = OnceLock::new();
+    let coverage = COVERAGE.get_or_init(|| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tcpwatch"))
+            .args(["probes", "--json", "--btf", "none"])
+            .output()
+            .expect("run tcpwatch probes --btf none");
+        let report: Value =
+            serde_json::from_slice(&out.stdout).expect("tcpwatch probes --btf none --json output");
+        report["reset_coverage"].as_str().unwrap_or("").to_owned()
+    });
+    coverage == "complete"
+}

@@ -481,20 +481,30 @@ impl Peer {
 
     /// Sends a command and returns the reply (panics after 15 s).
     pub fn cmd(&mut self, command: &str) -> String {
+        self.cmd_within(command, Duration::from_secs(15))
+    }
+
+    /// Sends a command and returns the reply (panics after `limit`).
+    pub fn cmd_within(&mut self, command: &str, limit: Duration) -> String {
         writeln!(self.stdin, "{command}").expect("write to peer");
         self.stdin.flush().expect("flush peer");
         self.lines
-            .recv_timeout(Duration::from_secs(15))
+            .recv_timeout(limit)
             .unwrap_or_else(|_| panic!("peer {} gave no answer to '{command}'", self.pid))
     }
 
-    /// Sends a command that must succeed; returns the reply's argument.
-    pub fn ok(&mut self, command: &str) -> String {
-        let reply = self.cmd(command);
+    /// [`Self::ok`] for a long command (bursts under emulation), within `limit`.
+    pub fn ok_within(&mut self, command: &str, limit: Duration) -> String {
+        let reply = self.cmd_within(command, limit);
         let Some(rest) = reply.strip_prefix("ok") else {
             panic!("peer {}: '{command}' answered '{reply}'", self.pid);
         };
         rest.trim().to_owned()
+    }
+
+    /// Sends a command that must succeed; returns the reply's argument.
+    pub fn ok(&mut self, command: &str) -> String {
+        self.ok_within(command, Duration::from_secs(15))
     }
 }
 

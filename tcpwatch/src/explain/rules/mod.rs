@@ -3,6 +3,7 @@ pub mod accept_queue_overflow;
 pub mod close_wait_leak;
 pub mod close_with_unread_data;
 pub mod data_after_close;
+pub mod firewall_reject;
 pub mod forgotten_connection;
 pub mod keepalive_idle_race;
 pub mod keepalive_timeout;

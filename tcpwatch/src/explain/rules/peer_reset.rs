@@ -22,7 +22,12 @@ impl Rule for PeerReset {
         }
         let owner = reset.event.owner.as_ref();
         let state = reset.state().unwrap_or("?");
-        let error = reset.event.error.as_deref().unwrap_or("ECONNRESET");
+        // Without the state (no BTF) the errno is not known either.
+        let error = reset
+            .event
+            .error
+            .as_deref()
+            .unwrap_or("ECONNRESET (ECONNREFUSED if it was connecting)");
         let age = ctx.history.flow(&reset.id).map(|h| h.age_ms(reset.time()));
         let mut draft = reset.draft(
             Cause::PeerReset,
