@@ -67,9 +67,8 @@ pub mod options {
     pub const KSTACK: u32 = 1 << 0;
 }
 
-const _: () = assert!(
-    core::mem::size_of::<ProgramConfig>() == 56 + 12 + 5 * 76 + 8 + 60 + 4 + 8 + 2 * 76
-);
+const _: () =
+    assert!(core::mem::size_of::<ProgramConfig>() == 56 + 12 + 5 * 76 + 8 + 60 + 4 + 8 + 2 * 76);
 const _: () = assert!(core::mem::size_of::<NfResetArgs>() == 4);
 const _: () = assert!(core::mem::size_of::<ProgramConfig>().is_multiple_of(8));
 

@@ -743,12 +743,14 @@ mod tests {
                 local: "0.0.0.0:8080".into(),
                 queue: 128,
                 backlog: 128,
+                requested_backlog: None,
                 owner: Some(proc(77, "api")),
             },
             Listener {
                 local: "0.0.0.0:22".into(),
                 queue: 0,
                 backlog: 128,
+                requested_backlog: None,
                 owner: None,
             },
         ];
