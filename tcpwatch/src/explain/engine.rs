@@ -325,8 +325,11 @@ impl Engine {
                     "drops_before",
                     dropped.len(),
                     format!(
-                        "{} segments of this connection dropped by the kernel before: {}",
-                        dropped.len(),
+                        "{} of this connection dropped by the kernel before: {}",
+                        match dropped.len() {
+                            1 => "1 segment".to_owned(),
+                            n => format!("{n} segments"),
+                        },
                         drops::reasons_text(&dropped)
                     ),
                 );
