@@ -39,6 +39,10 @@ pub struct ProgramConfig {
     pub options: u32,
     /// Where `nf_send_reset`/`nf_send_reset6` take their arguments.
     pub nf_reset: NfResetArgs,
+    /// `skb:kfree_skb` fields.
+    pub kfree_skb: TpLayout,
+    /// `syscalls:sys_enter_listen` fields.
+    pub listen_enter: TpLayout,
 }
 
 /// Argument positions of `nf_send_reset(struct net *net, struct sock *sk,
@@ -63,7 +67,8 @@ pub mod options {
     pub const KSTACK: u32 = 1 << 0;
 }
 
-const _: () = assert!(core::mem::size_of::<ProgramConfig>() == 56 + 12 + 5 * 60 + 8 + 60 + 4 + 8);
+const _: () =
+    assert!(core::mem::size_of::<ProgramConfig>() == 56 + 12 + 5 * 76 + 8 + 60 + 4 + 8 + 2 * 76);
 const _: () = assert!(core::mem::size_of::<NfResetArgs>() == 4);
 const _: () = assert!(core::mem::size_of::<ProgramConfig>().is_multiple_of(8));
 

@@ -42,14 +42,23 @@ pub enum Counter {
     /// Resets whose kernel stack could not be stored (`--kstack`: a different
     /// stack already holds its hash bucket in the full `KSTACKS` map).
     KstackLost = 15,
+    /// Drop events (`skb:kfree_skb`, TCP segments) written to the ring buffer.
+    EmittedDrop = 16,
+    /// Drop events lost: ring buffer full.
+    LostDrop = 17,
+    /// Drop events counted in the kernel during a storm.
+    SummarisedDrop = 18,
+    /// `listen()` backlogs that could not be recorded (map full, socket not
+    /// found through the descriptor).
+    BacklogUpdateErrors = 19,
 }
 
 impl Counter {
     /// Number of counters (size of the array).
-    pub const COUNT: u32 = 16;
+    pub const COUNT: u32 = 20;
 
     /// All counters, in index order.
-    pub const ALL: [Counter; 16] = [
+    pub const ALL: [Counter; 20] = [
         Self::EmittedState,
         Self::EmittedResetSent,
         Self::EmittedResetReceived,
@@ -66,6 +75,10 @@ impl Counter {
         Self::SummaryOverflow,
         Self::Storms,
         Self::KstackLost,
+        Self::EmittedDrop,
+        Self::LostDrop,
+        Self::SummarisedDrop,
+        Self::BacklogUpdateErrors,
     ];
 
     /// Stable name used in summaries and metrics.
@@ -87,6 +100,10 @@ impl Counter {
             Self::SummaryOverflow => "summary_overflow",
             Self::Storms => "storms",
             Self::KstackLost => "kstack_lost",
+            Self::EmittedDrop => "emitted_drop",
+            Self::LostDrop => "lost_drop",
+            Self::SummarisedDrop => "summarised_drop",
+            Self::BacklogUpdateErrors => "backlog_update_errors",
         }
     }
 }

@@ -15,10 +15,15 @@ pub enum EventKind {
     ResetSent = 2,
     /// A socket on this host received a RST (`tcp:tcp_receive_reset`).
     ResetReceived = 3,
+    /// The kernel dropped a TCP segment (`skb:kfree_skb`); `reason` holds the
+    /// raw `enum skb_drop_reason`. Opt-in: never part of [`EventKind::ALL`].
+    Drop = 4,
 }
 
 impl EventKind {
-    /// All kinds, in wire order.
+    /// The kinds `--kind all` means, in wire order. [`EventKind::Drop`] is not
+    /// among them: its hook runs for every packet the kernel frees, so drops
+    /// are asked for by name.
     pub const ALL: [EventKind; 3] = [Self::State, Self::ResetSent, Self::ResetReceived];
 
     /// Decodes a raw kind byte.
@@ -27,6 +32,7 @@ impl EventKind {
             1 => Self::State,
             2 => Self::ResetSent,
             3 => Self::ResetReceived,
+            4 => Self::Drop,
             _ => return None,
         })
     }
@@ -53,6 +59,8 @@ pub enum Hook {
     TcpV6SendResetKprobe = 5,
     /// kprobe on `tcp_send_active_reset`.
     TcpSendActiveResetKprobe = 6,
+    /// Tracepoint `skb:kfree_skb`.
+    KfreeSkbTp = 7,
     /// kprobe on `nf_send_reset`: netfilter `REJECT --reject-with tcp-reset`, IPv4.
     NfSendResetKprobe = 8,
     /// kprobe on `nf_send_reset6`: the same for IPv6.
@@ -69,6 +77,7 @@ impl Hook {
             4 => Self::TcpV4SendResetKprobe,
             5 => Self::TcpV6SendResetKprobe,
             6 => Self::TcpSendActiveResetKprobe,
+            7 => Self::KfreeSkbTp,
             8 => Self::NfSendResetKprobe,
             9 => Self::NfSendReset6Kprobe,
             _ => return None,
@@ -84,6 +93,7 @@ impl Hook {
             Self::TcpV4SendResetKprobe => "kprobe:tcp_v4_send_reset",
             Self::TcpV6SendResetKprobe => "kprobe:tcp_v6_send_reset",
             Self::TcpSendActiveResetKprobe => "kprobe:tcp_send_active_reset",
+            Self::KfreeSkbTp => "tracepoint:skb:kfree_skb",
             Self::NfSendResetKprobe => "kprobe:nf_send_reset",
             Self::NfSendReset6Kprobe => "kprobe:nf_send_reset6",
         }
@@ -97,7 +107,8 @@ impl Hook {
 
 /// Bits of [`TcpEvent::flags`].
 pub mod flags {
-    /// `reason` holds a kernel `enum sk_rst_reason` value.
+    /// `reason` holds a kernel `enum sk_rst_reason` value (for
+    /// [`super::EventKind::Drop`]: an `enum skb_drop_reason` value).
     pub const HAS_REASON: u8 = 1 << 0;
     /// `owner` is valid.
     pub const HAS_OWNER: u8 = 1 << 1;
@@ -149,10 +160,13 @@ pub struct EventHeader {
 
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 16);
 
-/// One TCP event: a state transition, a reset sent or a reset received.
+/// One TCP event: a state transition, a reset sent or received, or a segment
+/// the kernel dropped.
 ///
 /// The flow is always the local socket's view ([`FlowKey`]): for a reset this host
-/// sent, `local` is the sender; for a reset received, `local` is the receiver.
+/// sent, `local` is the sender; for a reset received, `local` is the receiver;
+/// for a drop, `local` is the dropped segment's destination (`skb` holds it,
+/// `seg_flags`/`seg_len` describe it).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpEvent {
@@ -175,8 +189,9 @@ pub struct TcpEvent {
     pub seg_flags: u8,
     /// Explicit padding, always zero.
     pub _pad: u8,
-    /// Raw `enum sk_rst_reason`, if `HAS_REASON`. For the netfilter hooks
-    /// ([`Hook::is_netfilter`]): the raw `enum nf_inet_hooks` of the rule.
+    /// Raw `enum sk_rst_reason` (drops: `enum skb_drop_reason`), if `HAS_REASON`.
+    /// For the netfilter hooks ([`Hook::is_netfilter`]): the raw `enum nf_inet_hooks`
+    /// of the rule.
     pub reason: u32,
     /// Payload bytes of the incoming segment, if `HAS_SEGMENT`.
     pub seg_len: u32,

@@ -74,9 +74,20 @@ pub struct TpLayout {
     pub daddr_v6: TpField,
     /// `long ret` (syscall exit tracepoints).
     pub ret: TpField,
+    /// `void *rx_sk` (`skb:kfree_skb`, 6.12+): the socket that received the
+    /// dropped segment, or NULL.
+    pub rx_sk: TpField,
+    /// `int fd` (`syscalls:sys_enter_listen`).
+    pub fd: TpField,
+    /// `int backlog` (`syscalls:sys_enter_listen`).
+    pub backlog: TpField,
+    /// `void *location` (`skb:kfree_skb`): where the packet was freed. Also
+    /// keeps the size a multiple of 4 fields, so that the five layouts in
+    /// the program config end 8-byte aligned.
+    pub location: TpField,
 }
 
-const _: () = assert!(core::mem::size_of::<TpLayout>() == 60);
+const _: () = assert!(core::mem::size_of::<TpLayout>() == 76);
 
 /// Byte offsets of kernel struct members, from BTF. Members nested in anonymous
 /// unions/structs are flattened to their offset from the start of the outer struct.
@@ -140,8 +151,9 @@ pub struct KernelLayout {
     /// `skc_num`, it survives `inet_put_port()`, which clears `skc_num` when a
     /// socket reaches CLOSE, just before an active reset is sent.
     pub inet_sport: u16,
-    /// Explicit padding, always zero.
-    pub _pad: u16,
+    /// `sk_buff.sk` (pointer): the socket a segment belongs to (sender on the
+    /// transmit path; set on receive by early demux or once queued).
+    pub skb_sk: u16,
 }
 
 impl Default for KernelLayout {
@@ -174,7 +186,7 @@ impl Default for KernelLayout {
             task_group_leader: ABSENT,
             task_comm: ABSENT,
             inet_sport: ABSENT,
-            _pad: 0,
+            skb_sk: ABSENT,
         }
     }
 }
@@ -222,7 +234,7 @@ unsafe impl aya::Pod for TpField {}
 // SAFETY: repr(C), TpField fields only, no padding (size asserted).
 unsafe impl aya::Pod for TpLayout {}
 #[cfg(feature = "user")]
-// SAFETY: repr(C), u16 fields only, explicit padding (size asserted).
+// SAFETY: repr(C), u16 fields only, no padding (size asserted).
 unsafe impl aya::Pod for KernelLayout {}
 #[cfg(feature = "user")]
 // SAFETY: repr(C), u8 fields only (size asserted).

@@ -24,3 +24,5 @@ pub const AGGREGATES: u32 = 4096;
 pub const KSTACKS: u32 = 1024;
 /// Frames kept of each kernel stack (the kernel's `PERF_MAX_STACK_DEPTH` is 127).
 pub const KSTACK_DEPTH: u32 = 32;
+/// Capacity of the map of `listen()` backlogs by (netns, port).
+pub const LISTEN_BACKLOGS: u32 = 8192;

@@ -49,7 +49,7 @@ pub fn on_accept_exit(ctx: &TracePointContext, accept4: bool) -> Result<(), Read
 }
 
 /// The `struct sock *` behind descriptor `fd` of the current task.
-fn socket_of_fd(fd: u64) -> Result<u64, ReadError> {
+pub fn socket_of_fd(fd: u64) -> Result<u64, ReadError> {
     // SAFETY: helper without arguments; returns the current task_struct address.
     let task = unsafe { bpf_get_current_task() };
     let files: u64 = read(task, config!(kernel.task_files))?;

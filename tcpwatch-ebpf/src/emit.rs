@@ -142,6 +142,7 @@ pub fn submit(
         EventKind::State => (Counter::EmittedState, Counter::LostState),
         EventKind::ResetSent => (Counter::EmittedResetSent, Counter::LostResetSent),
         EventKind::ResetReceived => (Counter::EmittedResetReceived, Counter::LostResetReceived),
+        EventKind::Drop => (Counter::EmittedDrop, Counter::LostDrop),
     };
     event.header = EventHeader {
         kind: kind as u8,

@@ -11,6 +11,8 @@
 //!   and resets received (`tcp:tcp_receive_reset`).
 //! - [`kstack`]: the kernel stack of each reset, with `--kstack`.
 //! - [`accept`]: `syscalls:sys_exit_accept4`/`sys_exit_accept`, owner of accepted sockets.
+//! - [`drop`]: `skb:kfree_skb`, TCP segments dropped with the kernel's reason (opt-in).
+//! - [`listen`]: `syscalls:sys_enter_listen`, the backlog each program asked for.
 //!
 //! Kernel struct offsets, tracepoint field offsets and TCP state numbers are not
 //! compiled in: user space resolves them from BTF and tracefs and sets
@@ -23,6 +25,8 @@ mod accept;
 #[cfg(target_arch = "bpf")]
 mod config;
 #[cfg(target_arch = "bpf")]
+mod drop;
+#[cfg(target_arch = "bpf")]
 mod emit;
 #[cfg(target_arch = "bpf")]
 mod filter;
@@ -30,6 +34,7 @@ mod filter;
 mod kmem;
 #[cfg(target_arch = "bpf")]
 mod kstack;
+mod listen;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
@@ -56,7 +61,7 @@ mod programs {
     };
     use aya_log_ebpf::debug;
 
-    use crate::{accept, kmem::ReadError, reset, state};
+    use crate::{accept, drop, kmem::ReadError, listen, reset, state};
 
     /// Logs a failed run at debug level (off unless `tcpwatch trace --bpf-log`).
     #[inline(always)]
@@ -101,6 +106,18 @@ mod programs {
     #[tracepoint]
     pub fn tcpwatch_accept_exit(ctx: TracePointContext) -> u32 {
         log_failure(&ctx, "sys_exit_accept", accept::on_accept_exit(&ctx, false))
+    }
+
+    /// `skb:kfree_skb`.
+    #[tracepoint]
+    pub fn tcpwatch_kfree_skb(ctx: TracePointContext) -> u32 {
+        log_failure(&ctx, "kfree_skb", drop::on_kfree_skb(&ctx))
+    }
+
+    /// `syscalls:sys_enter_listen`.
+    #[tracepoint]
+    pub fn tcpwatch_listen_enter(ctx: TracePointContext) -> u32 {
+        log_failure(&ctx, "sys_enter_listen", listen::on_listen_enter(&ctx))
     }
 
     /// kprobe `tcp_v4_send_reset(const struct sock *sk, struct sk_buff *skb, ...)`.

@@ -36,6 +36,12 @@ pub static FLOW_OWNERS: LruHashMap<FlowKey, OwnerRecord> =
 pub static LISTENERS: HashMap<ListenKey, ListenerRecord> =
     HashMap::with_max_entries(limits::LISTENERS, 0);
 
+/// The backlog given to `listen()` per (netns, port), for user space (see
+/// [`crate::listen`]). The kernel keeps only the capped limit.
+#[map]
+pub static LISTEN_BACKLOGS: LruHashMap<ListenKey, i32> =
+    LruHashMap::with_max_entries(limits::LISTEN_BACKLOGS, 0);
+
 /// Storm mode: `bpf_ktime_get_ns()` when it started, 0 when off. Set by the
 /// programs, cleared by user space.
 #[map]

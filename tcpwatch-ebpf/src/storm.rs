@@ -117,6 +117,7 @@ pub fn summarise(
         EventKind::State => Counter::SummarisedState,
         EventKind::ResetSent => Counter::SummarisedResetSent,
         EventKind::ResetReceived => Counter::SummarisedResetReceived,
+        EventKind::Drop => Counter::SummarisedDrop,
     };
     if add(&key, event, now) {
         count(counter);

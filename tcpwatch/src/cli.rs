@@ -286,8 +286,9 @@ pub struct TraceArgs {
     /// Print JSON Lines instead of readable lines.
     #[arg(long)]
     pub json: bool,
-    /// Event kinds: state, reset_sent, reset_received, reset (both), all;
-    /// comma-separated.
+    /// Event kinds: state, reset_sent, reset_received, reset (both), all (the
+    /// three), drop (TCP segments the kernel dropped, with its reason; opt-in,
+    /// not part of all); comma-separated.
     #[arg(long, value_name = "KINDS", default_value = "reset", value_parser = filters::parse_kinds)]
     pub kind: Kinds,
     /// Which sockets and flows.

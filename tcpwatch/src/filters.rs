@@ -111,7 +111,8 @@ impl Filters {
 pub struct Kinds(pub Vec<EventKind>);
 
 /// Parses `--kind`: `state`, `reset_sent`, `reset_received`, `reset` (both
-/// reset kinds) or `all`, comma-separated.
+/// reset kinds), `all` (those three) or `drop` (opt-in: dropped TCP segments),
+/// comma-separated.
 pub fn parse_kinds(text: &str) -> Result<Kinds, String> {
     let mut kinds = Vec::new();
     for word in text.split(',').map(str::trim) {
@@ -121,9 +122,10 @@ pub fn parse_kinds(text: &str) -> Result<Kinds, String> {
             "reset_received" => &[EventKind::ResetReceived],
             "reset" | "resets" => &[EventKind::ResetSent, EventKind::ResetReceived],
             "all" => &EventKind::ALL,
+            "drop" | "drops" => &[EventKind::Drop],
             other => {
                 return Err(format!(
-                    "unknown kind '{other}' (expected state, reset_sent, reset_received, reset or all)"
+                    "unknown kind '{other}' (expected state, reset_sent, reset_received, reset, all or drop)"
                 ));
             }
         };
@@ -209,6 +211,8 @@ mod tests {
             [EventKind::ResetSent, EventKind::ResetReceived]
         );
         assert_eq!(parse_kinds("all,state").unwrap().0.len(), 3);
+        assert!(!parse_kinds("all").unwrap().0.contains(&EventKind::Drop));
+        assert_eq!(parse_kinds("all,drop").unwrap().0.len(), 4);
         assert!(parse_kinds("resets,bogus").unwrap_err().contains("bogus"));
     }
 

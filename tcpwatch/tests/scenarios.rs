@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::{
-    capabilities::{self, assert_finding_reason, is_no_socket_reset},
+    capabilities::{
+        self, assert_finding_reason, drops_name_socket, is_no_socket_reset,
+        names_listen_overflow_drops,
+    },
     harness::{self, trial},
     netns,
     peer::{self, Peer},
@@ -63,6 +66,14 @@ fn main() {
             "accept_queue_overflow_with_abort_on_overflow",
             accept_queue_abort,
         ),
+        trial(
+            "accept_queue_overflow_nginx_stalled_worker",
+            accept_queue_nginx_stalled,
+        ),
+        trial(
+            "accept_queue_drops_with_reason_joined_to_flow",
+            drops_joined_to_flow,
+        ),
         trial("firewall_reject_by_an_nft_rule", firewall_reject),
     ];
     harness::run(trials);
@@ -73,6 +84,12 @@ fn trace(ns: u32, extra: &[&str]) -> Tracer {
     let mut args = vec!["--kind", "all", "--netns", ns.as_str()];
     args.extend_from_slice(extra);
     Tracer::start(&args)
+}
+
+/// `trace` with dropped segments too (`--kind all,drop`).
+fn trace_drops(ns: u32) -> Tracer {
+    let ns = ns.to_string();
+    Tracer::start(&["--kind", "all,drop", "--netns", ns.as_str()])
 }
 
 fn pid(process: &Value) -> Option<u64> {
@@ -510,6 +527,9 @@ fn accept_queue_abort() {
     assert_eq!(text(reset, "reason"), "INVALID_SYN", "{reset}");
     assert_eq!(pid(&reset["owner"]), Some(u64::from(server.pid)), "{reset}");
     assert_eq!(reset["owner"]["comm"], "stalled-api");
+    // The sample's finding (the queue and its limit). The per-reset finding
+    // may name ListenOverflows too: on kernels without reasons (6.1) it is
+    // decided with the next sample's counters.
     let queue = found
         .iter()
         .find(|f| {
@@ -534,6 +554,151 @@ fn accept_queue_abort() {
     assert_eq!(number(queue, "accept_backlog"), 1.0, "{queue}");
     assert_eq!(number(queue, "tcp_abort_on_overflow"), 1.0, "{queue}");
     assert_eq!(pid(&queue["owner"]), Some(u64::from(server.pid)), "{queue}");
+}
+
+/// nginx (`listen ... deferred backlog=16`, so connections wait as requests
+/// until their first data) whose worker is stopped: its accept loop stalls.
+/// net.core.somaxconn = 2 in the namespace caps the queue at 2. Six clients
+/// connect and send a request: the finding names the listener, nginx, the
+/// queue and its limit, the backlog nginx asked for, somaxconn, the counters
+/// and what tcp_abort_on_overflow does; on 6.15+ the kernel's own drops
+/// (TCP_LISTEN_OVERFLOW) on that listener.
+fn accept_queue_nginx_stalled() {
+    let ns = netns::enter_private();
+    std::fs::write("/proc/sys/net/core/somaxconn", "2").expect("per-netns sysctl");
+    let tracer = trace_drops(ns);
+    let nginx = Nginx::start_listening("60s", "deferred backlog=16");
+    let worker = nginx.worker();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(worker as i32),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .expect("stop the nginx worker");
+    let mut clients = Peer::spawn();
+    // Once the queue is full (syncookies let handshakes complete meanwhile),
+    // later SYNs are dropped and such a connect() times out: that is the
+    // incident, not a test failure.
+    let connected = (0..6)
+        .filter(|_| clients.cmd("connect 127.0.0.1 8080").starts_with("ok"))
+        .count();
+    assert!(connected >= 3, "{connected} clients connected");
+    clients.ok("write-all GET\\s/\\sHTTP/1.0\\r\\n\\r\\n");
+    let trace = tracer.finish_after(Duration::from_millis(3000));
+    let found = findings(&trace, "accept_queue_overflow");
+    let at_8080: Vec<_> = found.iter().filter(|f| f["port"] == 8080).collect();
+    let f = at_8080
+        .last()
+        .unwrap_or_else(|| panic!("no finding for port 8080: {found:?}"));
+    assert_eq!(text(f, "listener"), "127.0.0.1:8080", "{f}");
+    let owner = pid(&f["owner"]).unwrap_or(0);
+    assert!(
+        owner == u64::from(nginx.master) || owner == u64::from(worker),
+        "owner is nginx: {f}"
+    );
+    assert_eq!(f["owner"]["comm"], "nginx", "{f}");
+    assert_eq!(number(f, "accept_backlog"), 2.0, "{f}");
+    assert!(number(f, "accept_queue") >= 2.0, "{f}");
+    assert_eq!(number(f, "requested_backlog"), 16.0, "{f}");
+    assert_eq!(number(f, "somaxconn"), 2.0, "{f}");
+    assert_eq!(number(f, "tcp_abort_on_overflow"), 0.0, "{f}");
+    assert!(number(f, "listen_overflows") >= 1.0, "{f}");
+    let summary = f["summary"].as_str().unwrap_or("");
+    assert!(
+        summary.contains("asked listen() for 16, capped to 2"),
+        "{summary}"
+    );
+    if names_listen_overflow_drops() {
+        // The requests whose data met the full queue, in one of the samples.
+        let named = at_8080.iter().any(|f| {
+            f["evidence"].as_array().is_some_and(|e| {
+                e.iter().any(|e| {
+                    e["fact"] == "listener_drops"
+                        && e["text"]
+                            .as_str()
+                            .unwrap_or("")
+                            .contains("TCP_LISTEN_OVERFLOW")
+                })
+            })
+        });
+        assert!(
+            named,
+            "no TCP_LISTEN_OVERFLOW drops on a 6.15+ kernel: {at_8080:?}\n{}",
+            trace.dump()
+        );
+    }
+    drop(nginx);
+}
+
+/// Drops are events of their own (`--kind drop`), with the kernel's reason
+/// and the flow and owner of the connection they belong to: the handshake-
+/// completing ACKs a deferred listener drops (every kernel with drop
+/// reasons), and on 6.15+ the requests that met its full accept queue
+/// (TCP_LISTEN_OVERFLOW).
+fn drops_joined_to_flow() {
+    let ns = netns::enter_private();
+    let tracer = trace_drops(ns);
+    let mut server = Peer::spawn();
+    server.ok("comm stalled-api");
+    let port = server.ok("listen-defer 127.0.0.1 1");
+    let mut clients = Peer::spawn();
+    let mut client_ports = Vec::new();
+    for _ in 0..4 {
+        // As above: a SYN that meets the full queue is dropped.
+        let reply = clients.cmd(&format!("connect 127.0.0.1 {port}"));
+        if let Some(port) = reply.strip_prefix("ok ") {
+            client_ports.push(port.trim().to_owned());
+        }
+    }
+    assert!(!client_ports.is_empty(), "no client connected");
+    clients.ok("write-all GET\\s/\\sHTTP/1.0\\r\\n\\r\\n");
+    let trace = tracer.finish_after(Duration::from_millis(2500));
+    let drops = trace.of_kind("drop");
+    assert!(!drops.is_empty(), "no drop events:\n{}", trace.dump());
+    let listener = format!("127.0.0.1:{port}");
+    for d in &drops {
+        assert_eq!(d["hook"], "tracepoint:skb:kfree_skb", "{d}");
+        assert!(
+            d["reason"].is_string(),
+            "a reason on every kernel with one: {d}"
+        );
+    }
+    let at_listener: Vec<_> = drops
+        .iter()
+        .filter(|d| d["flow"]["src"] == listener.as_str())
+        .collect();
+    assert!(!at_listener.is_empty(), "drops at the listener: {drops:?}");
+    for d in &at_listener {
+        // Joined to the client's connection and to the listener's owner.
+        let dst = d["flow"]["dst"].as_str().unwrap_or("");
+        assert!(
+            client_ports.iter().any(|p| dst.ends_with(&format!(":{p}"))),
+            "the flow is one of the clients' connections {client_ports:?}: {d}"
+        );
+        assert_eq!(d["flow"]["netns"], ns, "{d}");
+        if drops_name_socket() {
+            // rx_sk (6.12+): the listener itself, and so its owner.
+            assert_eq!(d["state"], "LISTEN", "{d}");
+            assert_eq!(pid(&d["owner"]), Some(u64::from(server.pid)), "{d}");
+            assert_eq!(d["owner"]["comm"], "stalled-api", "{d}");
+        } else {
+            // No socket in the record: the process listening on the port.
+            let who = if d["owner"].is_null() {
+                &d["listener"]
+            } else {
+                &d["owner"]
+            };
+            assert_eq!(pid(who), Some(u64::from(server.pid)), "{d}");
+        }
+    }
+    if names_listen_overflow_drops() {
+        assert!(
+            at_listener
+                .iter()
+                .any(|d| d["reason"] == "TCP_LISTEN_OVERFLOW"
+                    && d["segment"]["payload_bytes"].as_u64() > Some(0)),
+            "the requests that met the full queue: {at_listener:?}"
+        );
+    }
 }
 
 /// An nftables rule in the namespace rejects connections to a running

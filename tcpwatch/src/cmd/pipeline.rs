@@ -13,7 +13,10 @@ use tracing::{info, warn};
 use crate::{
     attrib::{census, seed},
     cli::{KernelArgs, PipelineArgs},
-    context::sampler::{self, Hints, Samples},
+    context::{
+        backlogs::Backlogs,
+        sampler::{self, Hints, Samples},
+    },
     events::clock::Clock,
     exit::{Failure, OrExit},
     filters::Filters,
@@ -21,7 +24,7 @@ use crate::{
     probes::{
         attach::{self, MapSizes},
         kernel::Kernel,
-        plan::{ResetCoverage, plan},
+        plan::{ResetCoverage, Wants, plan_for},
     },
 };
 
@@ -91,7 +94,13 @@ pub async fn start(options: &Options) -> Result<Pipeline, Failure> {
     let started = Instant::now();
     let kernel = Kernel::inspect(&options.btf).or_usage()?;
     privileges::check_perf_events().or_usage()?;
-    let plan = plan(&kernel.features).or_usage()?;
+    let wants = Wants {
+        drops: options
+            .filters
+            .kinds
+            .contains(&tcpwatch_common::event::EventKind::Drop),
+    };
+    let plan = plan_for(&kernel.features, wants).or_usage()?;
     if !kernel.features.btf && !options.filters.netns.is_empty() {
         return Err(anyhow!(
             "--netns needs kernel BTF (events carry no namespace without it)"
@@ -163,11 +172,16 @@ impl Pipeline {
 
     /// Starts the namespace sampler (`netns`: namespaces always sampled; empty
     /// for tcpwatch's own).
-    pub fn sampler(&self, interval: Duration, netns: &[u32]) -> Result<(Hints, Samples), Failure> {
+    pub fn sampler(
+        &mut self,
+        interval: Duration,
+        netns: &[u32],
+    ) -> Result<(Hints, Samples), Failure> {
         sampler::start(
             self.kernel.names.clone(),
             interval,
             netns.iter().map(|ns| (*ns, None)).collect(),
+            Backlogs::take(&mut self.ebpf),
         )
         .or_runtime()
     }

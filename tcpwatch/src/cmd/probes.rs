@@ -158,6 +158,8 @@ fn tracepoints(f: &Features) -> Vec<(&'static str, bool)> {
         ("tcp:tcp_receive_reset", f.receive_reset.is_some()),
         ("syscalls:sys_exit_accept4", f.accept4_exit.is_some()),
         ("syscalls:sys_exit_accept", f.accept_exit.is_some()),
+        ("syscalls:sys_enter_listen", f.listen_enter.is_some()),
+        ("skb:kfree_skb", f.kfree_skb.is_some()),
     ]
 }
 
@@ -209,6 +211,32 @@ fn report_text(kernel: &Kernel, plan: &Plan) -> String {
             );
         }
     }
+    if f.kfree_skb.is_some() {
+        let _ = writeln!(
+            s,
+            "  kfree_skb layout: reason field {}, rx_sk field {}",
+            yes(f.drops_have_reason()),
+            yes(f.drops_have_socket())
+        );
+    }
+    match names.drop_reasons_source {
+        Some(source) => {
+            let _ = writeln!(
+                s,
+                "  drop reasons         {} names, from {}; TCP_LISTEN_OVERFLOW {}",
+                names.drop_reason_count(),
+                source.describe(),
+                if names.has_drop_reason("TCP_LISTEN_OVERFLOW") {
+                    "named (accept-queue overflow drops are exact)"
+                } else {
+                    "not named (before 6.15: overflows show only in ListenOverflows)"
+                }
+            );
+        }
+        None => {
+            let _ = writeln!(s, "  drop reasons         none");
+        }
+    }
     let _ = writeln!(s, "\nAttach plan");
     for step in &plan.steps {
         let _ = writeln!(
@@ -247,6 +275,10 @@ fn report_json(kernel: &Kernel, plan: &Plan) -> serde_json::Value {
         "functions": FUNCTIONS.iter().map(|func| ((*func).to_owned(), json!(f.has_function(func)))).collect::<serde_json::Map<_, _>>(),
         "state_names_from": names.states_source.describe(),
         "reset_reasons_from": names.reasons_source.map(|s| s.describe()),
+        "drop_reasons_from": names.drop_reasons_source.map(|s| s.describe()),
+        "drop_reasons": names.drop_reason_count(),
+        "drops_have_socket": f.drops_have_socket(),
+        "listen_overflow_drop_reason": names.has_drop_reason("TCP_LISTEN_OVERFLOW"),
         "reset_coverage": match plan.reset_coverage {
             ResetCoverage::Complete => "complete",
             ResetCoverage::FullSocketsOnly => "full_sockets_only",

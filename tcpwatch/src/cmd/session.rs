@@ -167,7 +167,7 @@ pub struct Session<S: Sink> {
     converter: Converter,
     output: S,
     decode: DecodeStats,
-    shown: [u64; 3],
+    shown: [u64; 4],
     findings: u64,
     limit: Option<u64>,
     display: Vec<Kind>,
@@ -198,7 +198,7 @@ impl<S: Sink> Session<S> {
             converter,
             output,
             decode: DecodeStats::default(),
-            shown: [0; 3],
+            shown: [0; 4],
             findings: 0,
             limit,
             display,
@@ -521,7 +521,7 @@ impl<S: Sink> Session<S> {
         elapsed: Duration,
         kernel: &KernelCounters,
     ) -> io::Result<()> {
-        let [state, sent, received] = self.shown;
+        let [state, sent, received, drops] = self.shown;
         let mut counters = serde_json::Map::new();
         for counter in Counter::ALL {
             counters.insert(counter.name().to_owned(), kernel.get(counter).into());
@@ -532,7 +532,7 @@ impl<S: Sink> Session<S> {
             "time": Utc::now(),
             "stopped": stop.as_str(),
             "elapsed_ms": elapsed.as_millis() as u64,
-            "shown": {"state": state, "reset_sent": sent, "reset_received": received},
+            "shown": {"state": state, "reset_sent": sent, "reset_received": received, "drop": drops},
             "findings": self.findings,
             "lost": kernel.lost(),
             "summarised": kernel.summarised(),
@@ -552,7 +552,7 @@ impl<S: Sink> Session<S> {
     /// The one-line summary for stderr.
     pub fn summary(&self, stop: Stop, elapsed: Duration, kernel: &KernelCounters) -> String {
         let why = stop.as_str();
-        let [state, sent, received] = self.shown;
+        let [state, sent, received, drops] = self.shown;
         let findings = match &self.engine {
             Some(engine) => format!(
                 ", {} findings ({} connection histories evicted)",
@@ -579,9 +579,14 @@ impl<S: Sink> Session<S> {
             _ => String::new(),
         };
         format!(
-            "stopped ({why}) after {:.1} s: {} events shown ({sent} reset_sent, {received} reset_received, {state} state){findings}{storms}; {} lost (ring buffer full), {} undecodable, {} kernel read errors, {} without a known owner{missed}",
+            "stopped ({why}) after {:.1} s: {} events shown ({sent} reset_sent, {received} reset_received, {state} state{}){findings}{storms}; {} lost (ring buffer full), {} undecodable, {} kernel read errors, {} without a known owner{missed}",
             elapsed.as_secs_f64(),
-            state + sent + received,
+            state + sent + received + drops,
+            if drops > 0 || self.display.contains(&Kind::Drop) {
+                format!(", {drops} drop")
+            } else {
+                String::new()
+            },
             kernel.lost(),
             self.decode.total(),
             kernel.get(Counter::ReadErrors),
@@ -602,5 +607,6 @@ fn kind_index(kind: Kind) -> usize {
         Kind::State => 0,
         Kind::ResetSent => 1,
         Kind::ResetReceived => 2,
+        Kind::Drop => 3,
     }
 }

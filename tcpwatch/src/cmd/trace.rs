@@ -27,7 +27,12 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
     // Explanations need every kind from the kernel: state history, both resets.
     let explain = !args.no_explain;
     let kinds = if explain {
-        EventKind::ALL.to_vec()
+        // Drops stay opt-in: the engine uses them when asked for.
+        let mut kinds = EventKind::ALL.to_vec();
+        if args.kind.0.contains(&EventKind::Drop) {
+            kinds.push(EventKind::Drop);
+        }
+        kinds
     } else {
         args.kind.0.clone()
     };

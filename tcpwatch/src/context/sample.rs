@@ -93,6 +93,10 @@ pub struct Listener {
     pub queue: u32,
     /// The accept queue's limit (backlog given to listen(), capped by somaxconn).
     pub backlog: u32,
+    /// The backlog the program gave `listen()` (before the somaxconn cap),
+    /// when tcpwatch saw the call (it ran before the listener was set up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_backlog: Option<i32>,
     /// Owning process, when known.
     pub owner: Option<Process>,
 }

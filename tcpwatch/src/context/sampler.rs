@@ -22,6 +22,7 @@ use tokio::sync::mpsc as tokio_mpsc;
 use tracing::{debug, warn};
 
 use super::{
+    backlogs::Backlogs,
     netstat::{self, Counters},
     sample::{ProcessFds, SampleRecord, SampleTag, Sockstat, parse_sockstat},
     sockets::{self, Summary},
@@ -105,10 +106,12 @@ pub fn start(
     names: KernelNames,
     interval: Duration,
     fixed: Vec<(u32, Option<PathBuf>)>,
+    backlogs: Option<Backlogs>,
 ) -> std::io::Result<(Hints, Samples)> {
     let (hints, hint_rx) = mpsc::sync_channel(1024);
     let (sample_tx, samples) = tokio_mpsc::channel(256);
     let mut sampler = Sampler::new(names, fixed);
+    sampler.backlogs = backlogs;
     for sample in sampler.sample_all() {
         let _ = sample_tx.try_send(sample);
     }
@@ -136,6 +139,7 @@ struct Sampler {
     namespaces: BTreeMap<u32, Namespace>,
     holders: HashMap<u64, u32>,
     last_resolve: Option<Instant>,
+    backlogs: Option<Backlogs>,
 }
 
 impl Sampler {
@@ -165,6 +169,7 @@ impl Sampler {
             namespaces,
             holders: HashMap::new(),
             last_resolve: None,
+            backlogs: None,
         }
     }
 
@@ -312,6 +317,10 @@ impl Sampler {
                 if wanted(l.queue) {
                     l.owner = owner_of(inode);
                 }
+                l.requested_backlog = self.backlogs.as_ref().and_then(|b| {
+                    let port = l.local.rsplit(':').next()?.parse().ok()?;
+                    b.get(id, port)
+                });
                 l
             })
             .collect();

@@ -61,6 +61,7 @@ pub fn summarise(sockets: &[DiagSocket], names: &KernelNames) -> Summary {
                     local: s.local.to_string(),
                     queue: s.recv_queue,
                     backlog: s.send_queue,
+                    requested_backlog: None,
                     owner: None,
                 },
                 s.inode,

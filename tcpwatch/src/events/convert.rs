@@ -40,8 +40,13 @@ impl Converter {
             self.states(kind, raw.old_state, raw.new_state, raw.skaddr != 0);
         let hook = Hook::from_raw(raw.hook);
         let netfilter = hook.is_some_and(Hook::is_netfilter);
-        let reason = (kind == Kind::ResetSent && has(flags::HAS_REASON) && !netfilter)
-            .then(|| self.reason(raw.reason));
+        let reason = match kind {
+            Kind::ResetSent if has(flags::HAS_REASON) && !netfilter => {
+                Some(self.reason(raw.reason))
+            }
+            Kind::Drop if has(flags::HAS_REASON) => Some(self.drop_reason(raw.reason)),
+            _ => None,
+        };
         let netfilter_hook = netfilter.then(|| {
             self.names
                 .netfilter_hook(raw.reason)
@@ -112,8 +117,11 @@ impl Converter {
             old_state,
             new_state,
             state,
-            reason: (kind == Kind::ResetSent && has(key_flags::HAS_REASON))
-                .then(|| self.reason(key.reason)),
+            reason: match kind {
+                Kind::ResetSent if has(key_flags::HAS_REASON) => Some(self.reason(key.reason)),
+                Kind::Drop if has(key_flags::HAS_REASON) => Some(self.drop_reason(key.reason)),
+                _ => None,
+            },
             netns: key.netns,
             port: key.port,
             segment_flags: has(key_flags::HAS_SEGMENT).then(|| tcp_flags(key.seg_flags)),
@@ -155,6 +163,12 @@ impl Converter {
         }
     }
 
+    fn drop_reason(&self, raw: u32) -> String {
+        self.names
+            .drop_reason(raw)
+            .map_or_else(|| format!("UNKNOWN_{raw}"), str::to_owned)
+    }
+
     fn reason(&self, raw: u32) -> String {
         self.names
             .reason(raw)
@@ -167,6 +181,7 @@ fn kind_of(raw: u8) -> Kind {
         Some(EventKind::State) | None => Kind::State,
         Some(EventKind::ResetSent) => Kind::ResetSent,
         Some(EventKind::ResetReceived) => Kind::ResetReceived,
+        Some(EventKind::Drop) => Kind::Drop,
     }
 }
 
@@ -184,7 +199,7 @@ fn flow(key: &FlowKey, v6: bool, kind: Kind) -> Flow {
     let remote = address(key.remote_addr, key.remote_port, v6);
     let (src, dst) = match kind {
         Kind::ResetReceived => (remote, local),
-        Kind::State | Kind::ResetSent => (local, remote),
+        Kind::State | Kind::ResetSent | Kind::Drop => (local, remote),
     };
     Flow {
         family: if v6 { "ipv6" } else { "ipv4" }.to_owned(),
@@ -285,6 +300,49 @@ mod tests {
         e.flow.netns = 4026532000;
         e.actor.comm[..7].copy_from_slice(b"python3");
         e
+    }
+
+    /// A drop names the kernel's drop reason (not the reset reason of the same
+    /// number), its segment and the socket's state, and decodes as kind 4.
+    #[test]
+    fn drop_with_its_reason() {
+        let mut names = names();
+        let kfree = TpFormat::parse("format:\n\tfield:enum skb_drop_reason reason;\toffset:36;\tsize:4;\tsigned:0;\nprint fmt: \"r\", __print_symbolic(REC->reason, { 1, \"NOT_SPECIFIED\" }, { 40, \"TCP_LISTEN_OVERFLOW\" })\n").unwrap();
+        names.resolve_drop_reasons(None, Some(&kfree));
+        let mut e = raw(EventKind::Drop);
+        e.hook = Hook::KfreeSkbTp as u8;
+        e.flags = flags::HAS_REASON | flags::HAS_SEGMENT | flags::FULL_SOCKET;
+        e.skaddr = 0xffff_8880_0000_2000;
+        e.new_state = 7;
+        e.seg_flags = 0x18;
+        e.seg_len = 18;
+        let converter = Converter::new(names, Clock::with_offset(0));
+        e.reason = 40;
+        let r = converter.convert(&e);
+        assert_eq!(r.kind, Kind::Drop);
+        assert_eq!(r.reason.as_deref(), Some("TCP_LISTEN_OVERFLOW"));
+        assert_eq!(r.state.as_deref(), Some("CLOSE"));
+        assert_eq!(
+            (r.flow.src.as_str(), r.flow.dst.as_str()),
+            ("127.0.0.1:80", "127.0.0.2:5555")
+        );
+        assert_eq!(r.hook, "tracepoint:skb:kfree_skb");
+        assert_eq!(r.segment.as_ref().unwrap().payload_bytes, 18);
+        // 1 is NO_SOCKET as a reset reason, NOT_SPECIFIED as a drop reason.
+        e.reason = 1;
+        assert_eq!(
+            converter.convert(&e).reason.as_deref(),
+            Some("NOT_SPECIFIED")
+        );
+        let json = serde_json::to_value(converter.convert(&e)).unwrap();
+        assert_eq!(json["kind"], "drop");
+        e.header.version = tcpwatch_common::ABI_VERSION;
+        e.header.size = size_of::<TcpEvent>() as u16;
+        // SAFETY: TcpEvent is repr(C) plain data; viewing it as bytes is sound.
+        let bytes = unsafe {
+            std::slice::from_raw_parts((&raw const e).cast::<u8>(), size_of::<TcpEvent>())
+        };
+        assert_eq!(super::super::decode::decode(bytes).map(|d| d.reason), Ok(1));
     }
 
     #[test]

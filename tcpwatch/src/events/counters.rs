@@ -58,6 +58,7 @@ impl KernelCounters {
         self.get(Counter::SummarisedState)
             + self.get(Counter::SummarisedResetSent)
             + self.get(Counter::SummarisedResetReceived)
+            + self.get(Counter::SummarisedDrop)
     }
 
     /// Events lost because the ring buffer was full (all kinds).
@@ -65,6 +66,7 @@ impl KernelCounters {
         self.get(Counter::LostState)
             + self.get(Counter::LostResetSent)
             + self.get(Counter::LostResetReceived)
+            + self.get(Counter::LostDrop)
     }
 }
 

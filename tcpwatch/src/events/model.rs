@@ -18,6 +18,8 @@ pub enum Kind {
     ResetSent,
     /// A socket on this host received a RST.
     ResetReceived,
+    /// The kernel dropped a TCP segment (`--kind drop`).
+    Drop,
 }
 
 impl Kind {
@@ -28,6 +30,7 @@ impl Kind {
             EventKind::State => Self::State,
             EventKind::ResetSent => Self::ResetSent,
             EventKind::ResetReceived => Self::ResetReceived,
+            EventKind::Drop => Self::Drop,
         }
     }
 
@@ -37,6 +40,7 @@ impl Kind {
             Self::State => "state",
             Self::ResetSent => "reset_sent",
             Self::ResetReceived => "reset_received",
+            Self::Drop => "drop",
         }
     }
 }
@@ -62,7 +66,8 @@ pub struct EventRecord {
     pub time: DateTime<Utc>,
     /// The connection. For resets, `src` → `dst` is the direction the RST
     /// travelled (for `reset_sent`, `src` is this host); for state events `src` is
-    /// the local socket.
+    /// the local socket; for drops `src` is the local end (the dropped
+    /// segment's destination, or its sender when it was dropped on the way out).
     pub flow: Flow,
     /// State before the transition (state events).
     pub old_state: Option<String>,
@@ -72,7 +77,8 @@ pub struct EventRecord {
     /// `null` without a socket.
     pub state: Option<String>,
     /// Kernel reset reason (`enum sk_rst_reason` name) for `reset_sent`, when the
-    /// kernel reports one; otherwise `null`.
+    /// kernel reports one; for `drop`, the kernel's drop reason
+    /// (`enum skb_drop_reason` name, e.g. `TCP_LISTEN_OVERFLOW`); otherwise `null`.
     pub reason: Option<String>,
     /// For `reset_received`: the error the owning process gets from its next
     /// socket call, as `tcp_reset()` sets it from the state.
@@ -87,7 +93,8 @@ pub struct EventRecord {
     pub listener: Option<Process>,
     /// Kernel hook that reported the event.
     pub hook: String,
-    /// For passive resets: the incoming segment that triggered the RST.
+    /// For passive resets: the incoming segment that triggered the RST; for
+    /// drops: the dropped segment.
     pub segment: Option<Segment>,
     /// Kernel address of the socket (hex), for correlating events of one socket.
     pub socket: Option<String>,

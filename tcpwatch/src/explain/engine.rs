@@ -11,6 +11,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{
     cause::Cause,
+    drops,
     finding::{Confidence, FindingRecord},
     history::{FlowId, History},
     infer::{self, Reason},
@@ -130,7 +131,7 @@ impl Engine {
     pub fn event(&mut self, event: &EventRecord) -> Vec<FindingRecord> {
         let mut out = self.advance(event.time);
         self.history.record(event);
-        if event.kind == Kind::State {
+        if matches!(event.kind, Kind::State | Kind::Drop) {
             return out;
         }
         match infer::of_event(event) {
@@ -151,7 +152,7 @@ impl Engine {
     /// all `count` of them.
     pub fn summarised(&mut self, a: &AggregateRecord) -> Vec<FindingRecord> {
         let mut out = self.advance(a.time);
-        if a.kind == Kind::State {
+        if matches!(a.kind, Kind::State | Kind::Drop) {
             return out;
         }
         let event = EventRecord {
@@ -317,6 +318,21 @@ impl Engine {
         if let Some(mut draft) = draft {
             if draft.finding.kstack.is_none() {
                 draft.finding.kstack.clone_from(&event.kstack);
+            }
+            let dropped = self.history.drops.before(&id, event.time);
+            if !dropped.is_empty() {
+                draft.finding.add(
+                    "drops_before",
+                    dropped.len(),
+                    format!(
+                        "{} of this connection dropped by the kernel before: {}",
+                        match dropped.len() {
+                            1 => "1 segment".to_owned(),
+                            n => format!("{n} segments"),
+                        },
+                        drops::reasons_text(&dropped)
+                    ),
+                );
             }
             if let Some(count) = summarised {
                 // Summaries of the two ends pair by service, not by

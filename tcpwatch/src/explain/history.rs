@@ -122,7 +122,7 @@ impl FlowId {
         let dst = endpoint(&event.flow.dst)?;
         let (local, remote) = match event.kind {
             Kind::ResetReceived => (dst, src),
-            Kind::State | Kind::ResetSent => (src, dst),
+            Kind::State | Kind::ResetSent | Kind::Drop => (src, dst),
         };
         Some(Self {
             netns: event.flow.netns,
@@ -361,6 +361,8 @@ pub struct History {
     pub orphan_resets: VecDeque<OrphanReset>,
     /// Flow histories evicted because the table was full.
     pub evicted: u64,
+    /// Segments the kernel dropped (`--kind drop`).
+    pub drops: super::drops::Drops,
     owners: Owners,
 }
 
@@ -374,6 +376,7 @@ impl History {
             completed: VecDeque::new(),
             orphan_resets: VecDeque::new(),
             evicted: 0,
+            drops: super::drops::Drops::default(),
             owners: Owners::default(),
         }
     }
@@ -410,6 +413,10 @@ impl History {
     pub fn record(&mut self, event: &EventRecord) {
         let Some(id) = FlowId::of(event) else { return };
         let time = event.time;
+        if event.kind == Kind::Drop {
+            self.drops.record(event, id);
+            return;
+        }
         if event.kind == Kind::ResetSent && event.state.is_none() {
             self.orphan_resets.push_back(OrphanReset {
                 time,

@@ -1,6 +1,7 @@
 //! Explanations: rules over per-flow history and namespace samples turn events
 //! into findings (cause, evidence, fix).
 pub mod cause;
+pub mod drops;
 pub mod engine;
 pub mod finding;
 pub mod history;

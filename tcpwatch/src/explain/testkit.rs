@@ -117,6 +117,27 @@ pub fn sent(
     }
 }
 
+/// A segment to `local` from `remote` the kernel dropped for `reason`, at a
+/// socket in `state` (`None`: no socket known), an ACK.
+pub fn dropped(
+    ms: i64,
+    local: &str,
+    remote: &str,
+    reason: &str,
+    state: Option<&str>,
+) -> EventRecord {
+    with_segment(
+        EventRecord {
+            state: state.map(Into::into),
+            reason: Some(reason.into()),
+            hook: "tracepoint:skb:kfree_skb".into(),
+            ..base(Kind::Drop, ms, local, remote, proc(0, "swapper/0"))
+        },
+        &["ACK"],
+        0,
+    )
+}
+
 /// The same with the incoming segment.
 pub fn with_segment(mut e: EventRecord, flags: &[&str], payload_bytes: u32) -> EventRecord {
     e.segment = Some(Segment {

@@ -303,7 +303,8 @@ impl KernelBtf {
             task_group_leader: optional("task_struct", &["group_leader"], 8),
             task_comm: optional("task_struct", &["comm"], 16),
             inet_sport: sized("inet_sock", &["inet_sport"], 2)?,
-            _pad: 0,
+            // Only drops use it (to tell transmit from receive): optional.
+            skb_sk: optional("sk_buff", &["sk"], 8),
         })
     }
 }

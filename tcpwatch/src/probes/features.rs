@@ -36,6 +36,10 @@ pub struct Features {
     pub accept4_exit: Option<TpFormat>,
     /// `syscalls:sys_exit_accept`.
     pub accept_exit: Option<TpFormat>,
+    /// `skb:kfree_skb`.
+    pub kfree_skb: Option<TpFormat>,
+    /// `syscalls:sys_enter_listen`.
+    pub listen_enter: Option<TpFormat>,
     /// BTF gives the argument positions of `nf_send_reset`/`nf_send_reset6`
     /// (set by [`super::kernel::Kernel::inspect`]).
     pub nf_reset_args: bool,
@@ -78,6 +82,8 @@ impl Features {
             receive_reset: tracefs.format("tcp", "tcp_receive_reset")?,
             accept4_exit: tracefs.format("syscalls", "sys_exit_accept4")?,
             accept_exit: tracefs.format("syscalls", "sys_exit_accept")?,
+            kfree_skb: tracefs.format("skb", "kfree_skb")?,
+            listen_enter: tracefs.format("syscalls", "sys_enter_listen")?,
             nf_reset_args: false,
         })
     }
@@ -89,6 +95,22 @@ impl Features {
         self.send_reset
             .as_ref()
             .is_some_and(|f| f.get("reason").is_some())
+    }
+
+    /// `skb:kfree_skb` carries `enum skb_drop_reason` (5.17+; before, only
+    /// the location of the free).
+    pub fn drops_have_reason(&self) -> bool {
+        self.kfree_skb
+            .as_ref()
+            .is_some_and(|f| f.get("reason").is_some())
+    }
+
+    /// `skb:kfree_skb` names the socket that received the dropped segment
+    /// (`rx_sk`, 6.12+).
+    pub fn drops_have_socket(&self) -> bool {
+        self.kfree_skb
+            .as_ref()
+            .is_some_and(|f| f.get("rx_sk").is_some())
     }
 
     /// Whether `function` is in kallsyms.

@@ -10,7 +10,7 @@ use super::{
     btf::KernelBtf,
     features::{FUNCTIONS, Features},
     kernel_enums::{KernelNames, NameSource},
-    plan::{AttachPoint, ResetCoverage, Role, plan},
+    plan::{AttachPoint, ResetCoverage, Role, Wants, plan, plan_for},
     tracefs::Tracefs,
 };
 
@@ -211,4 +211,91 @@ fn names_per_kernel() {
             );
         }
     }
+}
+
+#[test]
+fn drop_hook_and_its_layout_per_kernel() {
+    // (reason offset, rx_sk present, protocol offset)
+    for (release, reason, rx_sk, protocol) in [
+        (V6_1, 28, false, 24),
+        (V6_12, 36, true, 32),
+        (V6_18, 36, true, 32),
+    ] {
+        let f = features(release);
+        assert!(f.drops_have_reason(), "{release}");
+        assert_eq!(f.drops_have_socket(), rx_sk, "{release}");
+        let layout = f.kfree_skb.as_ref().unwrap().layout();
+        assert_eq!(
+            (
+                layout.reason.offset,
+                layout.protocol.offset,
+                layout.skbaddr.offset
+            ),
+            (reason, protocol, 8),
+            "{release}"
+        );
+        assert_eq!(layout.rx_sk.present(), rx_sk, "{release}");
+        let default = plan(&f).unwrap();
+        assert!(
+            default.steps.iter().all(|s| s.role != Role::Drops),
+            "{release}: drops are opt-in"
+        );
+        let asked = plan_for(&f, Wants { drops: true }).unwrap();
+        let drops: Vec<_> = asked
+            .steps
+            .iter()
+            .filter(|s| s.role == Role::Drops)
+            .map(|s| s.point.to_string())
+            .collect();
+        assert_eq!(drops, ["tracepoint:skb:kfree_skb"], "{release}");
+    }
+}
+
+#[test]
+fn drop_reason_names_per_kernel() {
+    for release in [V6_1, V6_12, V6_18] {
+        let f = features(release);
+        let mut names = KernelNames::resolve(
+            Some(&btf(release)),
+            f.set_state.as_ref(),
+            f.send_reset.as_ref(),
+        )
+        .unwrap();
+        names.resolve_drop_reasons(Some(&btf(release)), f.kfree_skb.as_ref());
+        assert_eq!(names.drop_reasons_source, Some(NameSource::Btf));
+        let mut fallback = names.clone();
+        fallback.resolve_drop_reasons(None, f.kfree_skb.as_ref());
+        assert_eq!(
+            fallback.drop_reasons_source,
+            Some(NameSource::TracepointFormat)
+        );
+        // BTF and the print fmt agree on every number the print fmt lists.
+        for raw in 1..100 {
+            if let Some(name) = fallback.drop_reason(raw) {
+                assert_eq!(names.drop_reason(raw), Some(name), "{release} {raw}");
+            }
+        }
+    }
+    let name_of = |release: &str, name: &str| {
+        let mut n = KernelNames::resolve(Some(&btf(release)), None, None).unwrap();
+        n.resolve_drop_reasons(Some(&btf(release)), None);
+        (1..200).find(|raw| n.drop_reason(*raw) == Some(name))
+    };
+    // The numbers move between kernels: nothing here is a constant.
+    assert_eq!(name_of(V6_1, "NO_SOCKET"), Some(2));
+    assert_eq!(name_of(V6_12, "NO_SOCKET"), Some(3));
+    assert_eq!(name_of(V6_1, "TCP_LISTEN_OVERFLOW"), None);
+    assert_eq!(name_of(V6_12, "TCP_LISTEN_OVERFLOW"), None);
+    assert_eq!(name_of(V6_18, "TCP_LISTEN_OVERFLOW"), Some(40));
+}
+
+#[test]
+fn listen_backlog_hook_on_the_host_fixture() {
+    let f = features(V6_18);
+    let layout = f.listen_enter.as_ref().unwrap().layout();
+    assert_eq!((layout.fd.offset, layout.backlog.offset), (16, 24));
+    assert_eq!((layout.fd.size, layout.backlog.size), (8, 8));
+    let p = plan(&f).unwrap();
+    assert!(p.steps.iter().any(|s| s.role == Role::ListenBacklog
+        && s.point.to_string() == "tracepoint:syscalls:sys_enter_listen"));
 }

@@ -87,6 +87,8 @@ impl Kernel {
                 WITHOUT_BTF.map(str::to_owned).to_vec(),
             ),
         };
+        let mut names = names;
+        names.resolve_drop_reasons(btf.as_ref(), features.kfree_skb.as_ref());
         let states = names.tcp_states()?;
         let nf_reset = btf.as_ref().and_then(netfilter::reset_args);
         features.nf_reset_args = nf_reset.is_some();
@@ -118,6 +120,8 @@ impl Kernel {
             storm_high_water: 0,
             options: 0,
             nf_reset: self.nf_reset.unwrap_or_default(),
+            kfree_skb: layout(&self.features.kfree_skb),
+            listen_enter: layout(&self.features.listen_enter),
         }
     }
 }

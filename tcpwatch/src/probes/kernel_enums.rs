@@ -1,5 +1,5 @@
-//! Names of kernel enums the events carry as numbers: TCP states and
-//! `enum sk_rst_reason`. Resolved at start-up from BTF, else from the tracepoints'
+//! Names of kernel enums the events carry as numbers: TCP states,
+//! `enum sk_rst_reason` and `enum skb_drop_reason`. Resolved at start-up from BTF, else from the tracepoints'
 //! print fmt; numbers moved between 6.11 and 6.12, so no table is compiled in.
 
 use std::collections::BTreeMap;
@@ -68,6 +68,10 @@ pub struct KernelNames {
     pub states_source: NameSource,
     /// Origin of the reset-reason table, `None` when the kernel has no reasons.
     pub reasons_source: Option<NameSource>,
+    drop_reasons: BTreeMap<u32, String>,
+    /// Origin of the drop-reason table, `None` when the kernel has none (or
+    /// it was not resolved).
+    pub drop_reasons_source: Option<NameSource>,
 }
 
 impl KernelNames {
@@ -133,7 +137,51 @@ impl KernelNames {
             nf_hooks,
             states_source,
             reasons_source,
+            drop_reasons: BTreeMap::new(),
+            drop_reasons_source: None,
         })
+    }
+
+    /// Adds the `enum skb_drop_reason` names (`SKB_DROP_REASON_` stripped),
+    /// from BTF, else from `skb:kfree_skb`'s print fmt. The numbers differ
+    /// between kernels (a new reason shifts all after it).
+    pub fn resolve_drop_reasons(&mut self, btf: Option<&KernelBtf>, kfree_skb: Option<&TpFormat>) {
+        let (members, source) = match btf.and_then(|b| b.enum_named("skb_drop_reason")) {
+            Some(members) => (strip(members, "SKB_DROP_REASON_"), Some(NameSource::Btf)),
+            None => {
+                let table = kfree_skb
+                    .map(|f| f.symbolic_table("reason"))
+                    .unwrap_or_default();
+                if table.is_empty() {
+                    (Vec::new(), None)
+                } else {
+                    (
+                        table.into_iter().map(|(v, n)| (n, v as i64)).collect(),
+                        Some(NameSource::TracepointFormat),
+                    )
+                }
+            }
+        };
+        self.drop_reasons = members
+            .into_iter()
+            .filter_map(|(name, value)| Some((u32::try_from(value).ok()?, name)))
+            .collect();
+        self.drop_reasons_source = source;
+    }
+
+    /// `NO_SOCKET`, `TCP_LISTEN_OVERFLOW`, ... for a raw `skb_drop_reason`.
+    pub fn drop_reason(&self, raw: u32) -> Option<&str> {
+        self.drop_reasons.get(&raw).map(String::as_str)
+    }
+
+    /// Whether this kernel names a drop reason `name`.
+    pub fn has_drop_reason(&self, name: &str) -> bool {
+        self.drop_reasons.values().any(|n| n == name)
+    }
+
+    /// Number of drop reasons known.
+    pub fn drop_reason_count(&self) -> usize {
+        self.drop_reasons.len()
     }
 
     /// `ESTABLISHED`, `SYN_SENT`, ... for a kernel state number.

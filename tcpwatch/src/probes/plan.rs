@@ -15,6 +15,10 @@ pub enum Role {
     ResetsReceived,
     /// Owner of accepted sockets.
     AcceptOwner,
+    /// TCP segments the kernel dropped, with its reason (opt-in).
+    Drops,
+    /// The backlog programs ask `listen()` for (accept-queue findings).
+    ListenBacklog,
     /// Resets netfilter builds for `REJECT --reject-with tcp-reset`.
     FirewallResets,
 }
@@ -27,6 +31,8 @@ impl Role {
             Self::ResetsSent => "resets sent",
             Self::ResetsReceived => "resets received",
             Self::AcceptOwner => "owner of accepted sockets",
+            Self::Drops => "dropped segments",
+            Self::ListenBacklog => "listen() backlog",
             Self::FirewallResets => "firewall resets",
         }
     }
@@ -101,8 +107,21 @@ pub enum PlanError {
     NothingToAttach,
 }
 
-/// Chooses the programs for this kernel.
+/// What the user asked for beyond the default hooks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Wants {
+    /// Dropped segments (`--kind drop`): `skb:kfree_skb` runs for every packet
+    /// the kernel frees as a drop, so it is attached only when asked for.
+    pub drops: bool,
+}
+
+/// Chooses the programs for this kernel, without the opt-in ones.
 pub fn plan(features: &Features) -> Result<Plan, PlanError> {
+    plan_for(features, Wants::default())
+}
+
+/// Chooses the programs for this kernel and what the user asked for.
+pub fn plan_for(features: &Features, wants: Wants) -> Result<Plan, PlanError> {
     let mut steps = Vec::new();
     let mut reasons = Vec::new();
 
@@ -228,10 +247,40 @@ pub fn plan(features: &Features) -> Result<Plan, PlanError> {
         },
     ));
 
+    // The listen() hook walks the file table too; it only adds a number to
+    // accept-queue findings, so it is cheap (one run per listen() call).
+    if can_walk_fds && features.listen_enter.is_some() {
+        steps.push(tracepoint(
+            "tcpwatch_listen_enter",
+            "syscalls",
+            "sys_enter_listen",
+            Role::ListenBacklog,
+        ));
+        reasons.push((
+            Role::ListenBacklog,
+            "tracepoint syscalls:sys_enter_listen: accept-queue findings name the backlog the program asked for".to_owned(),
+        ));
+    } else {
+        reasons.push((
+            Role::ListenBacklog,
+            if can_walk_fds {
+                "unavailable: no syscalls:sys_enter_listen tracepoint; accept-queue findings give only the kernel's limit, min(backlog, net.core.somaxconn)"
+            } else {
+                "unavailable: no kernel BTF to read the file table; accept-queue findings give only the kernel's limit, min(backlog, net.core.somaxconn)"
+            }
+            .to_owned(),
+        ));
+    }
+
+    reasons.push((Role::Drops, drops(features, wants, &mut steps)));
+
     let why = firewall_resets(features, &mut steps);
     reasons.push((Role::FirewallResets, why));
 
-    if !steps.iter().any(|s| s.role != Role::AcceptOwner) {
+    if !steps
+        .iter()
+        .any(|s| !matches!(s.role, Role::AcceptOwner | Role::ListenBacklog))
+    {
         return Err(PlanError::NothingToAttach);
     }
     Ok(Plan {
@@ -239,6 +288,41 @@ pub fn plan(features: &Features) -> Result<Plan, PlanError> {
         reasons,
         reset_coverage,
     })
+}
+
+/// Adds the drop hook when wanted and possible; says why (not).
+fn drops(features: &Features, wants: Wants, steps: &mut Vec<Step>) -> String {
+    let Some(format) = &features.kfree_skb else {
+        return "unavailable: no skb:kfree_skb tracepoint".to_owned();
+    };
+    if !features.btf {
+        // The TCP check and the flow are read from the skb at BTF offsets.
+        return "unavailable: no kernel BTF to read the dropped segment".to_owned();
+    }
+    let what = match (
+        format.get("reason").is_some(),
+        format.get("rx_sk").is_some(),
+    ) {
+        (true, true) => {
+            "tracepoint skb:kfree_skb with the drop reason and the receiving socket (rx_sk)"
+        }
+        (true, false) => {
+            "tracepoint skb:kfree_skb with the drop reason; no rx_sk field (before 6.12): the socket comes from skb->sk, where set"
+        }
+        (false, _) => {
+            "tracepoint skb:kfree_skb without a drop reason (before 5.17): drops are shown without why"
+        }
+    };
+    if !wants.drops {
+        return format!("not attached (opt-in: --kind drop); available: {what}");
+    }
+    steps.push(tracepoint(
+        "tcpwatch_kfree_skb",
+        "skb",
+        "kfree_skb",
+        Role::Drops,
+    ));
+    format!("{what}; filtered to TCP segments in the kernel")
 }
 
 /// Kprobes on netfilter's reset builder, where they work. They are not
@@ -338,6 +422,8 @@ mod tests {
             receive_reset: format(&["skaddr"]),
             accept4_exit: format(&["ret"]),
             accept_exit: format(&["ret"]),
+            kfree_skb: format(&["skbaddr", "location", "rx_sk", "protocol", "reason"]),
+            listen_enter: format(&["fd", "backlog"]),
             nf_reset_args: true,
         }
     }
@@ -433,6 +519,40 @@ mod tests {
             plan.reasons
                 .iter()
                 .any(|(r, w)| *r == Role::AcceptOwner && w.contains("listener"))
+        );
+    }
+
+    #[test]
+    fn drops_are_attached_only_when_asked_for() {
+        let f = kernel(true, false, &[]);
+        let default = plan(&f).unwrap();
+        assert!(points(&default, Role::Drops).is_empty());
+        let why = &default
+            .reasons
+            .iter()
+            .find(|(r, _)| *r == Role::Drops)
+            .unwrap()
+            .1;
+        assert!(why.starts_with("not attached (opt-in"), "{why}");
+        let asked = plan_for(&f, Wants { drops: true }).unwrap();
+        assert_eq!(points(&asked, Role::Drops), ["tracepoint:skb:kfree_skb"]);
+        assert_eq!(
+            points(&asked, Role::ListenBacklog),
+            ["tracepoint:syscalls:sys_enter_listen"]
+        );
+        // Without BTF the segment cannot be read: not attached even when asked.
+        let mut no_btf = f.clone();
+        no_btf.btf = false;
+        let p = plan_for(&no_btf, Wants { drops: true }).unwrap();
+        assert!(points(&p, Role::Drops).is_empty());
+        assert!(points(&p, Role::ListenBacklog).is_empty());
+        let mut none = f;
+        none.kfree_skb = None;
+        let p = plan_for(&none, Wants { drops: true }).unwrap();
+        assert!(
+            p.reasons
+                .iter()
+                .any(|(r, w)| *r == Role::Drops && w.starts_with("unavailable"))
         );
     }
 

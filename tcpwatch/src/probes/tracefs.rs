@@ -189,6 +189,10 @@ impl TpFormat {
             saddr_v6: self.field("saddr_v6"),
             daddr_v6: self.field("daddr_v6"),
             ret: self.field("ret"),
+            rx_sk: self.field("rx_sk"),
+            fd: self.field("fd"),
+            backlog: self.field("backlog"),
+            location: self.field("location"),
         }
     }
 

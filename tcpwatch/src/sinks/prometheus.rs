@@ -656,6 +656,9 @@ impl Metrics {
                     ..l
                 });
             }
+            // Drops are opt-in and per segment: the kernel's own counters
+            // (TcpExt) already export them as rates.
+            Kind::Drop => {}
         }
     }
 }

@@ -59,6 +59,23 @@ pub fn line(event: &EventRecord, home_netns: u32) -> String {
                 event.error.as_deref().unwrap_or("?")
             );
         }
+        Kind::Drop => {
+            out.push_str(event.reason.as_deref().unwrap_or("reason-unknown"));
+            if let Some(seg) = &event.segment {
+                let _ = write!(
+                    out,
+                    " ({} segment, {} bytes)",
+                    seg.flags.join("|"),
+                    seg.payload_bytes
+                );
+            }
+            match &event.state {
+                Some(state) => {
+                    let _ = write!(out, " at {state} socket");
+                }
+                None => out.push_str(" (socket unknown)"),
+            }
+        }
     }
     let _ = write!(out, "  owner={}", who(event.owner.as_ref(), true));
     if event.kind == Kind::ResetSent && event.state.is_none() || event.listener.is_some() {
@@ -115,6 +132,7 @@ pub fn aggregate_line(a: &AggregateRecord, home_netns: u32) -> String {
                 .unwrap_or_default()
         ),
         Kind::ResetReceived => format!("in {}", a.state.as_deref().unwrap_or("?")),
+        Kind::Drop => a.reason.as_deref().unwrap_or("reason-unknown").to_owned(),
     };
     let _ = write!(
         out,

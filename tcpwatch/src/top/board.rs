@@ -330,7 +330,7 @@ impl Board {
         match kind {
             Kind::ResetSent => self.resets_sent = self.resets_sent.saturating_add(n),
             Kind::ResetReceived => self.resets_received = self.resets_received.saturating_add(n),
-            Kind::State => return,
+            Kind::State | Kind::Drop => return,
         }
         let row = Row {
             resets: n,
@@ -743,12 +743,14 @@ mod tests {
                 local: "0.0.0.0:8080".into(),
                 queue: 128,
                 backlog: 128,
+                requested_backlog: None,
                 owner: Some(proc(77, "api")),
             },
             Listener {
                 local: "0.0.0.0:22".into(),
                 queue: 0,
                 backlog: 128,
+                requested_backlog: None,
                 owner: None,
             },
         ];

@@ -547,6 +547,7 @@ mod tests {
             local: "0.0.0.0:8080".into(),
             queue: 129,
             backlog: 128,
+            requested_backlog: None,
             owner: Some(proc(77, "api")),
         }];
         board.sample(&s);

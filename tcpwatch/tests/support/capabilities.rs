@@ -85,6 +85,19 @@ pub fn is_no_socket_reset(event: &Value) -> bool {
     }
 }
 
+/// Whether this kernel names the drop reason TCP_LISTEN_OVERFLOW (6.15+):
+/// before, an accept-queue overflow shows only in the counters.
+pub fn names_listen_overflow_drops() -> bool {
+    probes()["listen_overflow_drop_reason"] == true
+}
+
+/// Whether this kernel's `skb:kfree_skb` names the receiving socket (`rx_sk`,
+/// 6.12): before, a drop at a listener carries no socket, only the listener
+/// found by port.
+pub fn drops_name_socket() -> bool {
+    probes()["drops_have_socket"] == true
+}
+
 /// Whether tcpwatch sees resets netfilter builds (kprobes on nf_send_reset),
 /// as `tcpwatch probes` says under "firewall resets" right now: asked afresh,
 /// since the functions appear only once the first REJECT rule has loaded

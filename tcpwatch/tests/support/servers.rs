@@ -58,10 +58,15 @@ impl Nginx {
     /// Starts nginx with `keepalive_timeout` (e.g. `1s`, or `0` to close every
     /// connection after its response).
     pub fn start(keepalive_timeout: &str) -> Nginx {
+        Self::start_listening(keepalive_timeout, "")
+    }
+
+    /// The same with `listen` parameters (e.g. `deferred backlog=16`).
+    pub fn start_listening(keepalive_timeout: &str, listen: &str) -> Nginx {
         let dir = TempDir::new("nginx");
         let d = dir.0.display();
         let conf = format!(
-            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\nuser root;\nevents {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  keepalive_timeout {keepalive_timeout};\n  server {{ listen 127.0.0.1:8080; location / {{ return 200 \"ok\\n\"; }} }}\n}}\n"
+            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\nuser root;\nevents {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  keepalive_timeout {keepalive_timeout};\n  server {{ listen 127.0.0.1:8080 {listen}; location / {{ return 200 \"ok\\n\"; }} }}\n}}\n"
         );
         fs::write(dir.0.join("nginx.conf"), conf).expect("nginx.conf");
         let child = Command::new("nginx")

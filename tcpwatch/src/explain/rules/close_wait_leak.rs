@@ -150,6 +150,7 @@ mod tests {
             local: "0.0.0.0:8080".into(),
             queue: 11,
             backlog: 10,
+            requested_backlog: None,
             owner: Some(app.clone()),
         });
         s.processes.push(ProcessFds {
