@@ -27,6 +27,34 @@ impl NameSource {
     }
 }
 
+/// The members of `enum <name>` by number (`prefix` stripped), from BTF, else
+/// from the `__print_symbolic` table of `field` in `format`'s print fmt; with
+/// where they came from (`None`: neither has them).
+fn numbered(
+    btf: Option<&KernelBtf>,
+    name: &str,
+    prefix: &str,
+    format: Option<&TpFormat>,
+    field: &str,
+) -> (BTreeMap<u32, String>, Option<NameSource>) {
+    let (members, source) = match btf.and_then(|b| b.enum_named(name)) {
+        Some(members) => (strip(members, prefix), Some(NameSource::Btf)),
+        None => {
+            let table = format.map(|f| f.symbolic_table(field)).unwrap_or_default();
+            let source = (!table.is_empty()).then_some(NameSource::TracepointFormat);
+            (
+                table.into_iter().map(|(v, n)| (n, v as i64)).collect(),
+                source,
+            )
+        }
+    };
+    let numbered = members
+        .into_iter()
+        .filter_map(|(name, value)| Some((u32::try_from(value).ok()?, name)))
+        .collect();
+    (numbered, source)
+}
+
 /// The iptables chain name of a netfilter hook (`NF_INET_LOCAL_IN` is
 /// `INPUT`); `None` for `NF_INET_NUMHOOKS` and the ingress hook's alias.
 fn chain_name(hook: &str) -> Option<String> {
@@ -105,26 +133,8 @@ impl KernelNames {
             .filter_map(|(name, value)| Some((u8::try_from(value).ok()?, name)))
             .collect();
 
-        let (reasons, reasons_source) = match btf.and_then(|b| b.enum_named("sk_rst_reason")) {
-            Some(members) => (strip(members, "SK_RST_REASON_"), Some(NameSource::Btf)),
-            None => {
-                let table = send_reset
-                    .map(|f| f.symbolic_table("reason"))
-                    .unwrap_or_default();
-                if table.is_empty() {
-                    (Vec::new(), None)
-                } else {
-                    (
-                        table.into_iter().map(|(v, n)| (n, v as i64)).collect(),
-                        Some(NameSource::TracepointFormat),
-                    )
-                }
-            }
-        };
-        let reasons = reasons
-            .into_iter()
-            .filter_map(|(name, value)| Some((u32::try_from(value).ok()?, name)))
-            .collect();
+        let (reasons, reasons_source) =
+            numbered(btf, "sk_rst_reason", "SK_RST_REASON_", send_reset, "reason");
         let nf_hooks = btf
             .and_then(|b| b.enum_named("nf_inet_hooks"))
             .unwrap_or_default()
@@ -146,26 +156,14 @@ impl KernelNames {
     /// from BTF, else from `skb:kfree_skb`'s print fmt. The numbers differ
     /// between kernels (a new reason shifts all after it).
     pub fn resolve_drop_reasons(&mut self, btf: Option<&KernelBtf>, kfree_skb: Option<&TpFormat>) {
-        let (members, source) = match btf.and_then(|b| b.enum_named("skb_drop_reason")) {
-            Some(members) => (strip(members, "SKB_DROP_REASON_"), Some(NameSource::Btf)),
-            None => {
-                let table = kfree_skb
-                    .map(|f| f.symbolic_table("reason"))
-                    .unwrap_or_default();
-                if table.is_empty() {
-                    (Vec::new(), None)
-                } else {
-                    (
-                        table.into_iter().map(|(v, n)| (n, v as i64)).collect(),
-                        Some(NameSource::TracepointFormat),
-                    )
-                }
-            }
-        };
-        self.drop_reasons = members
-            .into_iter()
-            .filter_map(|(name, value)| Some((u32::try_from(value).ok()?, name)))
-            .collect();
+        let (members, source) = numbered(
+            btf,
+            "skb_drop_reason",
+            "SKB_DROP_REASON_",
+            kfree_skb,
+            "reason",
+        );
+        self.drop_reasons = members;
         self.drop_reasons_source = source;
     }
 
