@@ -56,6 +56,8 @@ pub fn run(args: &Args) -> Result<()> {
             bail!("unknown section {s}");
         }
     }
+    // The peer (bpftrace), the load generator (wrk) and the server (nginx).
+    crate::apt::ensure_installed(&["bpftrace", "wrk", "nginx-light"], "bench")?;
     let artifacts = artifacts::build()?;
     let dir = std::env::current_dir()?.join("target/bench");
     std::fs::create_dir_all(&dir)?;
