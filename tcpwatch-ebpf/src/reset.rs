@@ -10,7 +10,7 @@
 
 use core::ptr;
 
-use aya_ebpf::programs::{ProbeContext, TracePointContext};
+use aya_ebpf::programs::{ProbeContext, TracePointContext, tracing::StackIdContext};
 use tcpwatch_common::{
     counters::Counter,
     event::{EventKind, Hook, TcpEvent, flags},
@@ -42,19 +42,31 @@ enum FlowFrom {
 
 /// `tcp:tcp_send_reset`.
 pub fn on_send_reset_tp(ctx: &TracePointContext) -> Result<(), ReadError> {
-    if !filter::kind_enabled(EventKind::ResetSent) {
-        return Ok(());
-    }
-    let Some(mut slot) = Slot::take() else {
-        count(Counter::LostResetSent);
+    let Some(mut slot) = sent_slot(ctx, Hook::TcpSendResetTp) else {
         return Ok(());
     };
-    kstack::record(ctx, slot.event());
     counted(send_reset_tp(ctx, slot.event()))
 }
 
+/// Takes the event slot for a reset sent, seen by `hook`, with its kernel
+/// stack when asked for; `None` when resets sent are filtered out, or (counted
+/// as lost) when no slot is free.
+#[inline(always)]
+fn sent_slot<C: StackIdContext>(ctx: &C, hook: Hook) -> Option<Slot> {
+    if !filter::kind_enabled(EventKind::ResetSent) {
+        return None;
+    }
+    let Some(mut slot) = Slot::take() else {
+        count(Counter::LostResetSent);
+        return None;
+    };
+    let event = slot.event();
+    kstack::record(ctx, event);
+    event.hook = hook as u8;
+    Some(slot)
+}
+
 fn send_reset_tp(ctx: &TracePointContext, event: &mut TcpEvent) -> Result<(), ReadError> {
-    event.hook = Hook::TcpSendResetTp as u8;
     event.skaddr = tp(ctx, config!(send_reset.skaddr))?;
     event.skbaddr = tp(ctx, config!(send_reset.skbaddr)).unwrap_or(0);
     event.new_state = tp_uint(ctx, config!(send_reset.state)).unwrap_or(0) as u8;
@@ -104,20 +116,15 @@ fn legacy_flow(ctx: &TracePointContext, event: &mut TcpEvent) -> Result<(), Read
 /// kprobe on `tcp_v4_send_reset`/`tcp_v6_send_reset(sk, skb, ...)`: the flow comes
 /// from the incoming segment. No reason argument before 6.10.
 pub fn on_send_reset_kprobe(ctx: &ProbeContext, v6: bool) -> Result<(), ReadError> {
-    if !filter::kind_enabled(EventKind::ResetSent) {
-        return Ok(());
-    }
-    let Some(mut slot) = Slot::take() else {
-        count(Counter::LostResetSent);
-        return Ok(());
-    };
-    let event = slot.event();
-    kstack::record(ctx, event);
-    event.hook = if v6 {
+    let hook = if v6 {
         Hook::TcpV6SendResetKprobe
     } else {
         Hook::TcpV4SendResetKprobe
-    } as u8;
+    };
+    let Some(mut slot) = sent_slot(ctx, hook) else {
+        return Ok(());
+    };
+    let event = slot.event();
     let result = (|| {
         event.skaddr = ctx.arg(0).ok_or(ReadError::Null)?;
         event.skbaddr = ctx.arg(1).ok_or(ReadError::Null)?;
@@ -135,20 +142,15 @@ pub fn on_send_reset_kprobe(ctx: &ProbeContext, v6: bool) -> Result<(), ReadErro
 /// its destination); `reason` carries the rule's netfilter hook. Argument
 /// positions come from the function's BTF prototype.
 pub fn on_nf_send_reset_kprobe(ctx: &ProbeContext, v6: bool) -> Result<(), ReadError> {
-    if !filter::kind_enabled(EventKind::ResetSent) {
-        return Ok(());
-    }
-    let Some(mut slot) = Slot::take() else {
-        count(Counter::LostResetSent);
-        return Ok(());
-    };
-    let event = slot.event();
-    kstack::record(ctx, event);
-    event.hook = if v6 {
+    let hook = if v6 {
         Hook::NfSendReset6Kprobe
     } else {
         Hook::NfSendResetKprobe
-    } as u8;
+    };
+    let Some(mut slot) = sent_slot(ctx, hook) else {
+        return Ok(());
+    };
+    let event = slot.event();
     let args = config!(nf_reset);
     let result = (|| {
         let regs = Args::read(ctx)?;
@@ -201,16 +203,10 @@ impl Args {
 /// kprobe on `tcp_send_active_reset(sk, priority, ...)`: the flow comes from the
 /// socket.
 pub fn on_active_reset_kprobe(ctx: &ProbeContext) -> Result<(), ReadError> {
-    if !filter::kind_enabled(EventKind::ResetSent) {
-        return Ok(());
-    }
-    let Some(mut slot) = Slot::take() else {
-        count(Counter::LostResetSent);
+    let Some(mut slot) = sent_slot(ctx, Hook::TcpSendActiveResetKprobe) else {
         return Ok(());
     };
     let event = slot.event();
-    kstack::record(ctx, event);
-    event.hook = Hook::TcpSendActiveResetKprobe as u8;
     let result = (|| {
         let sk: u64 = ctx.arg(0).ok_or(ReadError::Null)?;
         event.skaddr = sk;
