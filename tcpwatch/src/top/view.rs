@@ -232,58 +232,64 @@ fn others_row(others: Option<Others>) -> Option<TableRow<'static>> {
 }
 
 fn owners(frame: &mut Frame, board: &Board, area: Rect) {
-    let block = section(" Owners ".into());
-    if board.owners.is_empty() {
-        let text = Paragraph::new(Line::styled("no resets yet", dim())).block(block);
-        frame.render_widget(text, area);
-        return;
-    }
     let (rows, others) = fit(
         board.owners.ranked(),
         board.owners.others(),
         board.owners.folded(),
         data_rows(area),
     );
-    let rows: Vec<TableRow> = rows
-        .into_iter()
-        .map(|(owner, row)| {
-            let name = match &owner.place {
-                Some(place) => format!("{} {place}", owner.name),
-                None => owner.name.clone(),
-            };
-            counts_row(name, row)
-        })
-        .chain(others_row(others))
-        .collect();
-    let table = Table::new(
+    let rows = rows.into_iter().map(|(owner, row)| {
+        let name = match &owner.place {
+            Some(place) => format!("{} {place}", owner.name),
+            None => owner.name.clone(),
+        };
+        (name, row)
+    });
+    let empty = board.owners.is_empty();
+    counts_table(
+        frame,
+        area,
+        " Owners ",
+        "owner (or listener)",
+        empty,
         rows,
-        [
-            Constraint::Fill(1),
-            Constraint::Length(6),
-            Constraint::Length(5),
-        ],
-    )
-    .header(TableRow::new(["owner (or listener)", "resets", "finds"]).style(bold()))
-    .block(block);
-    frame.render_widget(table, area);
+        others,
+    );
 }
 
 fn ports(frame: &mut Frame, board: &Board, area: Rect) {
-    let block = section(" Ports ".into());
-    if board.ports.is_empty() {
-        let text = Paragraph::new(Line::styled("no resets yet", dim())).block(block);
-        frame.render_widget(text, area);
-        return;
-    }
     let (rows, others) = fit(
         board.ports.ranked(),
         board.ports.others(),
         board.ports.folded(),
         data_rows(area),
     );
-    let rows: Vec<TableRow> = rows
+    let rows = rows
         .into_iter()
-        .map(|(port, row)| counts_row(format!(":{port}"), row))
+        .map(|(port, row)| (format!(":{port}"), row));
+    let empty = board.ports.is_empty();
+    counts_table(frame, area, " Ports ", "port", empty, rows, others);
+}
+
+/// A section of named rows with their reset and finding counts, the folded
+/// rest last; "no resets yet" while `empty`.
+fn counts_table(
+    frame: &mut Frame,
+    area: Rect,
+    title: &str,
+    what: &'static str,
+    empty: bool,
+    rows: impl Iterator<Item = (String, Row)>,
+    others: Option<Others>,
+) {
+    let block = section(title.into());
+    if empty {
+        let text = Paragraph::new(Line::styled("no resets yet", dim())).block(block);
+        frame.render_widget(text, area);
+        return;
+    }
+    let rows: Vec<TableRow> = rows
+        .map(|(name, row)| counts_row(name, row))
         .chain(others_row(others))
         .collect();
     let table = Table::new(
@@ -294,7 +300,7 @@ fn ports(frame: &mut Frame, board: &Board, area: Rect) {
             Constraint::Length(5),
         ],
     )
-    .header(TableRow::new(["port", "resets", "finds"]).style(bold()))
+    .header(TableRow::new([what, "resets", "finds"]).style(bold()))
     .block(block);
     frame.render_widget(table, area);
 }
