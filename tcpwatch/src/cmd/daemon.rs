@@ -84,6 +84,7 @@ pub async fn run(args: &DaemonArgs, logging: &Logging) -> Result<(), Failure> {
         return Ok(());
     }
     logging.set_level(&config.log.level);
+    let kstack_causes = config.kernel.kstack_causes();
     let options = Options {
         btf: config.kernel.btf.clone(),
         filters: Filters {
@@ -98,7 +99,7 @@ pub async fn run(args: &DaemonArgs, logging: &Logging) -> Result<(), Failure> {
         owner_grace: config.kernel.owner_grace.0,
         bpf_log: false,
         census: config.kernel.census,
-        kstack: config.kernel.kstack_causes().is_some(),
+        kstack: kstack_causes.is_some(),
     };
     let mut pipeline = pipeline::start(&options).await?;
     let attached = pipeline.attached_line();
@@ -108,7 +109,7 @@ pub async fn run(args: &DaemonArgs, logging: &Logging) -> Result<(), Failure> {
     let clock = Clock::sample();
     let storm =
         Storm::new(&mut pipeline.ebpf, config.kernel.storm_exit_rate, clock).or_runtime()?;
-    let kstacks = match config.kernel.kstack_causes() {
+    let kstacks = match kstack_causes {
         Some(causes) => Some((Kstacks::new(&mut pipeline.ebpf).or_runtime()?, causes)),
         None => None,
     };

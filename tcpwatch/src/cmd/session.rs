@@ -540,6 +540,7 @@ impl<S: Sink> Session<S> {
             "undecodable": self.decode.total(),
             "sampler_hints_dropped": self.hints.as_ref().map_or(0, Hints::dropped),
             "evicted_flows": self.engine.as_ref().map_or(0, Engine::evicted_flows),
+            "kstack_unreadable": self.kstacks.as_ref().map_or(0, |k| k.unreadable),
             "kernel": counters,
         });
         self.output.stats(&record)?;

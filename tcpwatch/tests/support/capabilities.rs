@@ -6,21 +6,25 @@ use std::{process::Command, sync::OnceLock};
 
 use serde_json::Value;
 
+/// `tcpwatch probes --json ARGS` now.
+fn run_probes(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_tcpwatch"))
+        .args(["probes", "--json"])
+        .args(args)
+        .output()
+        .expect("run tcpwatch probes");
+    assert!(
+        out.status.success(),
+        "tcpwatch probes failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("tcpwatch probes --json output")
+}
+
 /// `tcpwatch probes --json` on this kernel, run once per test binary.
 fn probes() -> &'static Value {
     static PROBES: OnceLock<Value> = OnceLock::new();
-    PROBES.get_or_init(|| {
-        let out = Command::new(env!("CARGO_BIN_EXE_tcpwatch"))
-            .args(["probes", "--json"])
-            .output()
-            .expect("run tcpwatch probes");
-        assert!(
-            out.status.success(),
-            "tcpwatch probes failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("tcpwatch probes --json output")
-    })
+    PROBES.get_or_init(|| run_probes(&[]))
 }
 
 /// Whether this kernel reports reset reason `reason` itself (6.10+ passive,
@@ -103,12 +107,7 @@ pub fn drops_name_socket() -> bool {
 /// since the functions appear only once the first REJECT rule has loaded
 /// their module.
 pub fn sees_firewall_resets() -> bool {
-    let out = Command::new(env!("CARGO_BIN_EXE_tcpwatch"))
-        .args(["probes", "--json"])
-        .output()
-        .expect("run tcpwatch probes");
-    let report: Value = serde_json::from_slice(&out.stdout).expect("tcpwatch probes --json output");
-    report["why"]
+    run_probes(&[])["why"]
         .as_array()
         .and_then(|why| why.iter().find(|w| w["role"] == "firewall resets"))
         .and_then(|w| w["why"].as_str())
@@ -119,15 +118,6 @@ pub fn sees_firewall_resets() -> bool {
 /// Whether `tcpwatch --btf none` still sees resets sent without a socket: the
 /// tracepoint does from 6.10; before, only the kprobes do, and they need BTF.
 pub fn sees_socketless_resets_without_btf() -> bool {
-    static COVERAGE: OnceLock<String> = OnceLock::new();
-    let coverage = COVERAGE.get_or_init(|| {
-        let out = Command::new(env!("CARGO_BIN_EXE_tcpwatch"))
-            .args(["probes", "--json", "--btf", "none"])
-            .output()
-            .expect("run tcpwatch probes --btf none");
-        let report: Value =
-            serde_json::from_slice(&out.stdout).expect("tcpwatch probes --btf none --json output");
-        report["reset_coverage"].as_str().unwrap_or("").to_owned()
-    });
-    coverage == "complete"
+    static COVERAGE: OnceLock<Value> = OnceLock::new();
+    COVERAGE.get_or_init(|| run_probes(&["--btf", "none"]))["reset_coverage"] == "complete"
 }
