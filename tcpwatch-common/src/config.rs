@@ -43,6 +43,18 @@ pub struct ProgramConfig {
     pub kfree_skb: TpLayout,
     /// `syscalls:sys_enter_listen` fields.
     pub listen_enter: TpLayout,
+    /// `sock:sock_recv_length` fields (6.4+).
+    pub recv_length: TpLayout,
+    /// `sock:sock_send_length` fields (6.4+).
+    pub send_length: TpLayout,
+    /// `syscalls:sys_exit_connect` fields.
+    pub connect_exit: TpLayout,
+    /// Explicit padding, always zero.
+    pub _pad: u32,
+    /// The errnos a failed socket call is reported with (application errors),
+    /// as a bit set: bit `e % 64` of word `e / 64`. Errnos of 128 and above are
+    /// never reported.
+    pub app_errnos: [u64; 2],
 }
 
 /// Argument positions of `nf_send_reset(struct net *net, struct sock *sk,
@@ -67,8 +79,9 @@ pub mod options {
     pub const KSTACK: u32 = 1 << 0;
 }
 
-const _: () =
-    assert!(core::mem::size_of::<ProgramConfig>() == 56 + 12 + 5 * 76 + 8 + 60 + 4 + 8 + 2 * 76);
+const _: () = assert!(
+    core::mem::size_of::<ProgramConfig>() == 80 + 12 + 5 * 76 + 8 + 60 + 4 + 8 + 5 * 76 + 4 + 16
+);
 const _: () = assert!(core::mem::size_of::<NfResetArgs>() == 4);
 const _: () = assert!(core::mem::size_of::<ProgramConfig>().is_multiple_of(8));
 

@@ -51,14 +51,20 @@ pub enum Counter {
     /// `listen()` backlogs that could not be recorded (map full, socket not
     /// found through the descriptor).
     BacklogUpdateErrors = 19,
+    /// Application-error events (failed socket calls) written to the ring buffer.
+    EmittedAppError = 20,
+    /// Application-error events lost: ring buffer full.
+    LostAppError = 21,
+    /// Application-error events counted in the kernel during a storm.
+    SummarisedAppError = 22,
 }
 
 impl Counter {
     /// Number of counters (size of the array).
-    pub const COUNT: u32 = 20;
+    pub const COUNT: u32 = 23;
 
     /// All counters, in index order.
-    pub const ALL: [Counter; 20] = [
+    pub const ALL: [Counter; 23] = [
         Self::EmittedState,
         Self::EmittedResetSent,
         Self::EmittedResetReceived,
@@ -79,6 +85,9 @@ impl Counter {
         Self::LostDrop,
         Self::SummarisedDrop,
         Self::BacklogUpdateErrors,
+        Self::EmittedAppError,
+        Self::LostAppError,
+        Self::SummarisedAppError,
     ];
 
     /// Stable name used in summaries and metrics.
@@ -104,6 +113,9 @@ impl Counter {
             Self::LostDrop => "lost_drop",
             Self::SummarisedDrop => "summarised_drop",
             Self::BacklogUpdateErrors => "backlog_update_errors",
+            Self::EmittedAppError => "emitted_app_error",
+            Self::LostAppError => "lost_app_error",
+            Self::SummarisedAppError => "summarised_app_error",
         }
     }
 }

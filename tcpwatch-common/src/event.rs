@@ -18,12 +18,21 @@ pub enum EventKind {
     /// The kernel dropped a TCP segment (`skb:kfree_skb`); `reason` holds the
     /// raw `enum skb_drop_reason`. Opt-in: never part of [`EventKind::ALL`].
     Drop = 4,
+    /// A socket call of the owning process failed with an error a reset or a
+    /// timeout explains (`sock:sock_recv_length`/`sock:sock_send_length`, 6.4+,
+    /// and `syscalls:sys_exit_connect`): what the application saw. `reason` holds the errno (positive),
+    /// `seg_len` the syscall number (or [`NO_SYSCALL`]). Opt-in, like drops.
+    AppError = 5,
 }
 
+/// [`TcpEvent::seg_len`] of an [`EventKind::AppError`] whose syscall is unknown.
+pub const NO_SYSCALL: u32 = u32::MAX;
+
 impl EventKind {
-    /// The kinds `--kind all` means, in wire order. [`EventKind::Drop`] is not
-    /// among them: its hook runs for every packet the kernel frees, so drops
-    /// are asked for by name.
+    /// The kinds `--kind all` means, in wire order. [`EventKind::Drop`] and
+    /// [`EventKind::AppError`] are not among them: their hooks run for every
+    /// packet the kernel frees and every socket read and write, so they are
+    /// asked for by name.
     pub const ALL: [EventKind; 3] = [Self::State, Self::ResetSent, Self::ResetReceived];
 
     /// Decodes a raw kind byte.
@@ -33,6 +42,7 @@ impl EventKind {
             2 => Self::ResetSent,
             3 => Self::ResetReceived,
             4 => Self::Drop,
+            5 => Self::AppError,
             _ => return None,
         })
     }
@@ -65,6 +75,12 @@ pub enum Hook {
     NfSendResetKprobe = 8,
     /// kprobe on `nf_send_reset6`: the same for IPv6.
     NfSendReset6Kprobe = 9,
+    /// Tracepoint `sock:sock_recv_length`: a receive call returned.
+    SockRecvLengthTp = 10,
+    /// Tracepoint `sock:sock_send_length`: a send call returned.
+    SockSendLengthTp = 11,
+    /// Tracepoint `syscalls:sys_exit_connect`: a `connect()` returned.
+    SysExitConnectTp = 12,
 }
 
 impl Hook {
@@ -80,6 +96,9 @@ impl Hook {
             7 => Self::KfreeSkbTp,
             8 => Self::NfSendResetKprobe,
             9 => Self::NfSendReset6Kprobe,
+            10 => Self::SockRecvLengthTp,
+            11 => Self::SockSendLengthTp,
+            12 => Self::SysExitConnectTp,
             _ => return None,
         })
     }
@@ -96,6 +115,9 @@ impl Hook {
             Self::KfreeSkbTp => "tracepoint:skb:kfree_skb",
             Self::NfSendResetKprobe => "kprobe:nf_send_reset",
             Self::NfSendReset6Kprobe => "kprobe:nf_send_reset6",
+            Self::SockRecvLengthTp => "tracepoint:sock:sock_recv_length",
+            Self::SockSendLengthTp => "tracepoint:sock:sock_send_length",
+            Self::SysExitConnectTp => "tracepoint:syscalls:sys_exit_connect",
         }
     }
 
@@ -138,9 +160,27 @@ pub struct TcpStats {
     pub bytes_received: u64,
     /// Payload bytes sent and acknowledged by the peer (`tcp_sock.bytes_acked`).
     pub bytes_acked: u64,
+    /// Segments retransmitted over the connection's life (`tcp_sock.total_retrans`).
+    pub total_retrans: u32,
+    /// The socket's `TCP_USER_TIMEOUT` in ms (`icsk_user_timeout`; 0: not set).
+    pub user_timeout_ms: u32,
+    /// Retransmission timeouts in a row without an ACK (`icsk_retransmits`).
+    pub retransmits: u8,
+    /// Keep-alive or zero-window probes sent without an answer (`icsk_probes_out`).
+    pub probes_out: u8,
+    /// Exponential backoff of the retransmission timer (`icsk_backoff`).
+    pub backoff: u8,
+    /// The error the socket holds for its owner (`sk_err`, an errno; 0: none):
+    /// what its next call returns.
+    pub sk_err: u8,
+    /// The last soft error, e.g. an ICMP unreachable while retransmitting
+    /// (`sk_err_soft`, an errno; 0: none).
+    pub sk_err_soft: u8,
+    /// Explicit padding, always zero.
+    pub _pad: [u8; 3],
 }
 
-const _: () = assert!(core::mem::size_of::<TcpStats>() == 24);
+const _: () = assert!(core::mem::size_of::<TcpStats>() == 40);
 
 /// Common header of every ring-buffer record.
 #[repr(C)]
@@ -191,9 +231,12 @@ pub struct TcpEvent {
     pub _pad: u8,
     /// Raw `enum sk_rst_reason` (drops: `enum skb_drop_reason`), if `HAS_REASON`.
     /// For the netfilter hooks ([`Hook::is_netfilter`]): the raw `enum nf_inet_hooks`
-    /// of the rule.
+    /// of the rule. For [`EventKind::AppError`]: the errno the call returned
+    /// (positive).
     pub reason: u32,
-    /// Payload bytes of the incoming segment, if `HAS_SEGMENT`.
+    /// Payload bytes of the incoming segment, if `HAS_SEGMENT`. For
+    /// [`EventKind::AppError`]: the number of the failed syscall, or
+    /// [`NO_SYSCALL`].
     pub seg_len: u32,
     /// Kernel address of the socket (full, TIME_WAIT or listener), or 0.
     pub skaddr: u64,
@@ -204,7 +247,9 @@ pub struct TcpEvent {
     /// For resets without a full socket: the owner of the listener on the local
     /// port in that namespace, if `HAS_LISTENER`.
     pub listener: OwnerRecord,
-    /// The task on the CPU when the hook fired.
+    /// The task on the CPU when the hook fired. For [`EventKind::AppError`]
+    /// (process context, the caller's own syscall) it is the task that got
+    /// the error.
     pub actor: TaskIdent,
     /// Socket activity, if `HAS_TCP_STATS` (full sockets only).
     pub tcp: TcpStats,
@@ -215,7 +260,7 @@ pub struct TcpEvent {
     pub _pad2: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<TcpEvent>() == 288);
+const _: () = assert!(core::mem::size_of::<TcpEvent>() == 304);
 const _: () = assert!(core::mem::align_of::<TcpEvent>() <= 8);
 
 #[cfg(feature = "user")]
@@ -225,5 +270,5 @@ unsafe impl aya::Pod for EventHeader {}
 // SAFETY: repr(C), integers and byte arrays, explicit padding (size asserted).
 unsafe impl aya::Pod for TcpEvent {}
 #[cfg(feature = "user")]
-// SAFETY: repr(C), u64 fields only (size asserted).
+// SAFETY: repr(C), integers only, explicit padding (size asserted).
 unsafe impl aya::Pod for TcpStats {}

@@ -154,6 +154,28 @@ pub struct KernelLayout {
     /// `sk_buff.sk` (pointer): the socket a segment belongs to (sender on the
     /// transmit path; set on receive by early demux or once queued).
     pub skb_sk: u16,
+    /// `tcp_sock.total_retrans` (u32).
+    pub tcp_total_retrans: u16,
+    /// `inet_connection_sock.icsk_retransmits` (u8).
+    pub icsk_retransmits: u16,
+    /// `inet_connection_sock.icsk_probes_out` (u8).
+    pub icsk_probes_out: u16,
+    /// `inet_connection_sock.icsk_backoff` (u8).
+    pub icsk_backoff: u16,
+    /// `inet_connection_sock.icsk_user_timeout` (u32, ms).
+    pub icsk_user_timeout: u16,
+    /// `sock.sk_err` (int).
+    pub sk_err: u16,
+    /// `sock.sk_err_soft` (int).
+    pub sk_err_soft: u16,
+    /// The syscall number in the task's user `struct pt_regs` (`orig_ax` on
+    /// x86-64, `syscallno` on arm64), or ABSENT on other architectures.
+    pub pt_regs_syscall: u16,
+    /// The syscall's first argument in the task's user `struct pt_regs` (`di`
+    /// on x86-64, `orig_x0` on arm64), or ABSENT.
+    pub pt_regs_arg0: u16,
+    /// Explicit padding, always zero: keeps the size a multiple of 8.
+    pub _pad: [u16; 3],
 }
 
 impl Default for KernelLayout {
@@ -187,11 +209,21 @@ impl Default for KernelLayout {
             task_comm: ABSENT,
             inet_sport: ABSENT,
             skb_sk: ABSENT,
+            tcp_total_retrans: ABSENT,
+            icsk_retransmits: ABSENT,
+            icsk_probes_out: ABSENT,
+            icsk_backoff: ABSENT,
+            icsk_user_timeout: ABSENT,
+            sk_err: ABSENT,
+            sk_err_soft: ABSENT,
+            pt_regs_syscall: ABSENT,
+            pt_regs_arg0: ABSENT,
+            _pad: [0; 3],
         }
     }
 }
 
-const _: () = assert!(core::mem::size_of::<KernelLayout>() == 56);
+const _: () = assert!(core::mem::size_of::<KernelLayout>() == 80);
 
 /// The kernel's TCP state numbers (`TCP_ESTABLISHED`, ...), from BTF. The programs
 /// recognise process-context transitions by these, so they are configuration, not

@@ -12,7 +12,7 @@
 //!
 //! ```
 //! use tcpwatch_common::event::{TcpEvent, EventKind};
-//! assert_eq!(core::mem::size_of::<TcpEvent>(), 288);
+//! assert_eq!(core::mem::size_of::<TcpEvent>(), 304);
 //! assert_eq!(EventKind::from_raw(2), Some(EventKind::ResetSent));
 //! ```
 #![cfg_attr(not(test), no_std)]
@@ -30,7 +30,7 @@ pub mod storm;
 
 /// Version of the wire format in [`event::EventHeader::version`]. Bump it with any
 /// change to a type in this crate that the other side decodes.
-pub const ABI_VERSION: u8 = 2;
+pub const ABI_VERSION: u8 = 3;
 
 /// Length of a task's command name in the kernel (`TASK_COMM_LEN`, UAPI-stable).
 pub const COMM_LEN: usize = 16;

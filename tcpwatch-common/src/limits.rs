@@ -26,3 +26,8 @@ pub const KSTACKS: u32 = 1024;
 pub const KSTACK_DEPTH: u32 = 32;
 /// Capacity of the map of `listen()` backlogs by (netns, port).
 pub const LISTEN_BACKLOGS: u32 = 8192;
+
+/// Failed connects remembered between their socket's close and the end of the
+/// `connect()` call (`--kind app_error`), whose return the close's flow is
+/// joined to.
+pub const FAILED_CONNECTS: u32 = 1024;

@@ -39,6 +39,9 @@ pub enum OwnerSource {
     Listener = 5,
     /// Found by the start-up census (sock_diag + /proc/PID/fd).
     Census = 6,
+    /// Not in the owner tables: the process whose own call on the socket
+    /// failed (it holds a descriptor of it).
+    Caller = 7,
 }
 
 impl OwnerSource {
@@ -51,6 +54,7 @@ impl OwnerSource {
             4 => Self::Close,
             5 => Self::Listener,
             6 => Self::Census,
+            7 => Self::Caller,
             _ => return None,
         })
     }

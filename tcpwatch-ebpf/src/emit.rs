@@ -143,6 +143,7 @@ pub fn submit(
         EventKind::ResetSent => (Counter::EmittedResetSent, Counter::LostResetSent),
         EventKind::ResetReceived => (Counter::EmittedResetReceived, Counter::LostResetReceived),
         EventKind::Drop => (Counter::EmittedDrop, Counter::LostDrop),
+        EventKind::AppError => (Counter::EmittedAppError, Counter::LostAppError),
     };
     event.header = EventHeader {
         kind: kind as u8,

@@ -13,6 +13,9 @@
 //! - [`accept`]: `syscalls:sys_exit_accept4`/`sys_exit_accept`, owner of accepted sockets.
 //! - [`drop`]: `skb:kfree_skb`, TCP segments dropped with the kernel's reason (opt-in).
 //! - [`listen`]: `syscalls:sys_enter_listen`, the backlog each program asked for.
+//! - [`app_error`]: `sock:sock_recv_length`/`sock_send_length` and
+//!   `syscalls:sys_exit_connect`, socket calls that failed with a reset's or a
+//!   timeout's error: what the application saw (opt-in).
 //!
 //! Kernel struct offsets, tracepoint field offsets and TCP state numbers are not
 //! compiled in: user space resolves them from BTF and tracefs and sets
@@ -22,6 +25,8 @@
 
 #[cfg(target_arch = "bpf")]
 mod accept;
+#[cfg(target_arch = "bpf")]
+mod app_error;
 #[cfg(target_arch = "bpf")]
 mod config;
 #[cfg(target_arch = "bpf")]
@@ -61,7 +66,7 @@ mod programs {
     };
     use aya_log_ebpf::debug;
 
-    use crate::{accept, drop, kmem::ReadError, listen, reset, state};
+    use crate::{accept, app_error, drop, kmem::ReadError, listen, reset, state};
 
     /// Logs a failed run at debug level (off unless `tcpwatch trace --bpf-log`).
     #[inline(always)]
@@ -118,6 +123,32 @@ mod programs {
     #[tracepoint]
     pub fn tcpwatch_listen_enter(ctx: TracePointContext) -> u32 {
         log_failure(&ctx, "sys_enter_listen", listen::on_listen_enter(&ctx))
+    }
+
+    /// `sock:sock_recv_length`.
+    #[tracepoint]
+    pub fn tcpwatch_recv_length(ctx: TracePointContext) -> u32 {
+        log_failure(
+            &ctx,
+            "sock_recv_length",
+            app_error::on_msg_length(&ctx, false),
+        )
+    }
+
+    /// `sock:sock_send_length`.
+    #[tracepoint]
+    pub fn tcpwatch_send_length(ctx: TracePointContext) -> u32 {
+        log_failure(
+            &ctx,
+            "sock_send_length",
+            app_error::on_msg_length(&ctx, true),
+        )
+    }
+
+    /// `syscalls:sys_exit_connect`.
+    #[tracepoint]
+    pub fn tcpwatch_connect_exit(ctx: TracePointContext) -> u32 {
+        log_failure(&ctx, "sys_exit_connect", app_error::on_connect_exit(&ctx))
     }
 
     /// kprobe `tcp_v4_send_reset(const struct sock *sk, struct sk_buff *skb, ...)`.

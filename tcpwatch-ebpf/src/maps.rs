@@ -42,6 +42,13 @@ pub static LISTENERS: HashMap<ListenKey, ListenerRecord> =
 pub static LISTEN_BACKLOGS: LruHashMap<ListenKey, i32> =
     LruHashMap::with_max_entries(limits::LISTEN_BACKLOGS, 0);
 
+/// The flow of each socket whose connect failed (SYN_SENT → CLOSE), until its
+/// `connect()` returns (`--kind app_error`): by then the failure has cleared
+/// the socket's addresses.
+#[map]
+pub static FAILED_CONNECTS: LruHashMap<u64, FlowKey> =
+    LruHashMap::with_max_entries(limits::FAILED_CONNECTS, 0);
+
 /// Storm mode: `bpf_ktime_get_ns()` when it started, 0 when off. Set by the
 /// programs, cleared by user space.
 #[map]

@@ -73,7 +73,8 @@ pub fn flow_into(sk: u64, flow: &mut FlowKey) -> Result<u16, ReadError> {
 
 /// Activity of a full TCP socket, written into `stats`: idle time (from
 /// `tcp_mstamp`, microseconds of the same monotonic clock as
-/// `bpf_ktime_get_ns`) and payload byte counters.
+/// `bpf_ktime_get_ns`), payload byte counters, the retransmissions and
+/// probes that went unanswered, and the error the socket holds.
 #[inline(always)]
 pub fn tcp_stats_into(sk: u64, now_ns: u64, stats: &mut TcpStats) -> Result<(), ReadError> {
     let last_us: u64 = read(sk, config!(kernel.tcp_mstamp))?;
@@ -87,5 +88,20 @@ pub fn tcp_stats_into(sk: u64, now_ns: u64, stats: &mut TcpStats) -> Result<(), 
         sk,
         config!(kernel.tcp_bytes_received),
     )?;
-    read_into(&mut stats.bytes_acked, sk, config!(kernel.tcp_bytes_acked))
+    read_into(&mut stats.bytes_acked, sk, config!(kernel.tcp_bytes_acked))?;
+    // Extras: a kernel without one of them leaves it 0.
+    stats.total_retrans = read(sk, config!(kernel.tcp_total_retrans)).unwrap_or(0);
+    stats.user_timeout_ms = read(sk, config!(kernel.icsk_user_timeout)).unwrap_or(0);
+    stats.retransmits = read(sk, config!(kernel.icsk_retransmits)).unwrap_or(0);
+    stats.probes_out = read(sk, config!(kernel.icsk_probes_out)).unwrap_or(0);
+    stats.backoff = read(sk, config!(kernel.icsk_backoff)).unwrap_or(0);
+    stats.sk_err = errno_byte(read(sk, config!(kernel.sk_err)).unwrap_or(0));
+    stats.sk_err_soft = errno_byte(read(sk, config!(kernel.sk_err_soft)).unwrap_or(0));
+    Ok(())
+}
+
+/// A socket's `int` error as one byte (errnos are below 256; 0 otherwise).
+#[inline(always)]
+fn errno_byte(err: i32) -> u8 {
+    u8::try_from(err).unwrap_or(0)
 }

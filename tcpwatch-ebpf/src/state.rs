@@ -22,7 +22,7 @@ use crate::{
     emit::{self, Slot},
     filter,
     kmem::{ReadError, tp, tp_uint},
-    maps::count,
+    maps::{FAILED_CONNECTS, count},
     owner, sock,
     tp_tuple::{self, tuple_fields},
 };
@@ -57,9 +57,12 @@ fn handle(ctx: &TracePointContext, slot: &mut Slot) -> Result<(), ReadError> {
     event.family = fam;
     event.hook = Hook::InetSockSetState as u8;
     event.flags = flags::FULL_SOCKET;
-    // Idle time and bytes matter when a connection closes (and at resets);
-    // other transitions skip the reads.
-    if old == config!(states.established) || old == config!(states.close_wait) {
+    // Idle time, bytes, retransmissions and the socket's error matter when a
+    // connection closes (and at resets); other transitions skip the reads.
+    if old == config!(states.established)
+        || old == config!(states.close_wait)
+        || new == config!(states.close)
+    {
         event.flags |= flags::WANT_TCP_STATS;
     }
     event.old_state = old;
@@ -70,6 +73,14 @@ fn handle(ctx: &TracePointContext, slot: &mut Slot) -> Result<(), ReadError> {
 
     if filter::kind_enabled(EventKind::State) {
         emit::submit(event, EventKind::State, now, owner, ptr::null());
+    }
+    if new == config!(states.close)
+        && old == config!(states.syn_sent)
+        && filter::kind_enabled(EventKind::AppError)
+    {
+        // Its connect() returns the error once it runs again, with the
+        // socket's addresses cleared: keep the flow for it.
+        let _ = FAILED_CONNECTS.insert(&sk, &event.flow, 0);
     }
     if new == config!(states.close) {
         // The socket left the connection table: keep its owner under the flow for

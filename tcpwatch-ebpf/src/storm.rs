@@ -118,6 +118,7 @@ pub fn summarise(
         EventKind::ResetSent => Counter::SummarisedResetSent,
         EventKind::ResetReceived => Counter::SummarisedResetReceived,
         EventKind::Drop => Counter::SummarisedDrop,
+        EventKind::AppError => Counter::SummarisedAppError,
     };
     if add(&key, event, now) {
         count(counter);

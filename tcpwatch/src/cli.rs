@@ -287,8 +287,10 @@ pub struct TraceArgs {
     #[arg(long)]
     pub json: bool,
     /// Event kinds: state, reset_sent, reset_received, reset (both), all (the
-    /// three), drop (TCP segments the kernel dropped, with its reason; opt-in,
-    /// not part of all); comma-separated.
+    /// three), drop (TCP segments the kernel dropped, with its reason) and
+    /// app_error (reads and writes that failed with a reset's or a timeout's
+    /// error: what the application saw; 6.4+), both opt-in, not part of all;
+    /// comma-separated.
     #[arg(long, value_name = "KINDS", default_value = "reset", value_parser = filters::parse_kinds)]
     pub kind: Kinds,
     /// Which sockets and flows.

@@ -15,7 +15,7 @@ use std::{
 };
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
-use tcpwatch_common::limits;
+use tcpwatch_common::{event::EventKind, limits};
 
 use crate::{
     events::model::Kind,
@@ -102,9 +102,29 @@ pub struct KernelConfig {
     /// Findings of these causes (ids, or `all`) carry the kernel stack of
     /// their reset; empty: no stacks are taken (restart to change).
     pub kstack: Vec<String>,
+    /// Also trace TCP segments the kernel drops (`skb:kfree_skb`): reset
+    /// findings list the drops before them (restart to change).
+    pub drops: bool,
+    /// Also trace reads and writes that fail with a reset's or a timeout's
+    /// error (`sock:sock_*_length`, 6.4+): findings say what the application
+    /// saw (restart to change).
+    pub app_errors: bool,
 }
 
 impl KernelConfig {
+    /// The event kinds the kernel programs send: every default kind, and the
+    /// opt-in ones this configuration asks for.
+    pub fn kinds(&self) -> Vec<EventKind> {
+        let mut kinds = EventKind::ALL.to_vec();
+        if self.drops {
+            kinds.push(EventKind::Drop);
+        }
+        if self.app_errors {
+            kinds.push(EventKind::AppError);
+        }
+        kinds
+    }
+
     /// Whether stacks are taken, and for which causes' findings (`None`: all).
     pub fn kstack_causes(&self) -> Option<Option<Vec<Cause>>> {
         if self.kstack.is_empty() {
@@ -133,6 +153,8 @@ impl Default for KernelConfig {
             netns: Vec::new(),
             storm_exit_rate: 5000,
             kstack: Vec::new(),
+            drops: false,
+            app_errors: false,
         }
     }
 }
@@ -476,6 +498,8 @@ impl Config {
                 a.storm_exit_rate != b.storm_exit_rate,
             ),
             ("kernel.kstack", a.kstack != b.kstack),
+            ("kernel.drops", a.drops != b.drops),
+            ("kernel.app_errors", a.app_errors != b.app_errors),
             (
                 "explain.sample_interval",
                 self.explain.sample_interval != new.explain.sample_interval,

@@ -111,8 +111,9 @@ impl Filters {
 pub struct Kinds(pub Vec<EventKind>);
 
 /// Parses `--kind`: `state`, `reset_sent`, `reset_received`, `reset` (both
-/// reset kinds), `all` (those three) or `drop` (opt-in: dropped TCP segments),
-/// comma-separated.
+/// reset kinds), `all` (those three), `drop` (opt-in: dropped TCP segments) or
+/// `app_error` (opt-in: socket calls that failed with a reset's or a timeout's
+/// error), comma-separated.
 pub fn parse_kinds(text: &str) -> Result<Kinds, String> {
     let mut kinds = Vec::new();
     for word in text.split(',').map(str::trim) {
@@ -123,9 +124,10 @@ pub fn parse_kinds(text: &str) -> Result<Kinds, String> {
             "reset" | "resets" => &[EventKind::ResetSent, EventKind::ResetReceived],
             "all" => &EventKind::ALL,
             "drop" | "drops" => &[EventKind::Drop],
+            "app_error" | "app_errors" => &[EventKind::AppError],
             other => {
                 return Err(format!(
-                    "unknown kind '{other}' (expected state, reset_sent, reset_received, reset, all or drop)"
+                    "unknown kind '{other}' (expected state, reset_sent, reset_received, reset, all, drop or app_error)"
                 ));
             }
         };

@@ -75,6 +75,14 @@ fn main() {
             drops_joined_to_flow,
         ),
         trial("firewall_reject_by_an_nft_rule", firewall_reject),
+        trial(
+            "retransmit_timeout_to_a_peer_that_stopped_acknowledging",
+            retransmit_timeout,
+        ),
+        trial(
+            "application_saw_econnreset_from_read",
+            application_saw_reset,
+        ),
     ];
     harness::run(trials);
 }
@@ -767,4 +775,153 @@ fn firewall_reject() {
         "the client's reset is part of the firewall finding: {}",
         trace.dump()
     );
+}
+
+/// A server peer listening on 127.0.0.1 and a client peer connected to it,
+/// accepted.
+fn connected_pair() -> (Peer, Peer) {
+    let mut server = Peer::spawn();
+    let port = server.ok("listen 127.0.0.1");
+    let mut client = Peer::spawn();
+    client.ok(&format!("connect 127.0.0.1 {port}"));
+    server.ok("accept");
+    (server, client)
+}
+
+/// `trace` with failed socket calls too (`--kind all,app_error`).
+fn trace_app_errors(ns: u32) -> Tracer {
+    let ns = ns.to_string();
+    Tracer::start(&["--kind", "all,app_error", "--netns", ns.as_str()])
+}
+
+/// The `application_saw` entries of `finding`, each checked to be `pid`'s
+/// `error` from one of `syscalls`. Empty where this kernel cannot see such
+/// calls (`seen` false: reads and writes before 6.4).
+fn assert_application_saw(
+    finding: &Value,
+    seen: bool,
+    pid: u32,
+    error: &str,
+    syscalls: &[&str],
+) -> Vec<Value> {
+    let saw = finding["evidence"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["fact"] == "application_saw"))
+        .map(|e| e["value"].as_array().cloned().unwrap_or_default());
+    if !seen {
+        assert!(saw.is_none(), "this kernel has no such hooks: {finding}");
+        return Vec::new();
+    }
+    let saw = saw.unwrap_or_else(|| panic!("no application_saw in {finding}"));
+    assert!(!saw.is_empty(), "{finding}");
+    for call in &saw {
+        assert_eq!(call["pid"], pid, "{finding}");
+        assert_eq!(call["error"], error, "{finding}");
+        assert!(
+            syscalls.contains(&call["syscall"].as_str().unwrap_or("")),
+            "one of {syscalls:?}: {finding}"
+        );
+    }
+    saw
+}
+
+/// The server stops acknowledging (a socket filter drops all it receives);
+/// the client's data is retransmitted until its TCP_USER_TIMEOUT: the kernel
+/// closes the connection without a reset and the client's read gets
+/// ETIMEDOUT.
+fn retransmit_timeout() {
+    let ns = netns::enter_private();
+    let tracer = trace_app_errors(ns);
+    let (mut server, mut client) = connected_pair();
+    server.ok("blackhole");
+    client.ok("user-timeout 1500");
+    client.ok("send 100");
+    assert_eq!(client.cmd("recv"), "err ETIMEDOUT");
+    let trace = tracer.finish();
+    let f = findings(&trace, "retransmit_timeout")[0];
+    assert_eq!(f["confidence"], "exact", "{f}");
+    assert_eq!(pid(&f["owner"]), Some(u64::from(client.pid)), "{f}");
+    assert_eq!(text(f, "error"), "ETIMEDOUT", "{f}");
+    assert!(number(f, "retransmits") >= 1.0, "{f}");
+    assert_eq!(number(f, "user_timeout_ms"), 1500.0, "{f}");
+    let close = trace.one("state", "the client's close", |e| {
+        e["new_state"] == "CLOSE" && e["error"] == "ETIMEDOUT"
+    });
+    assert_eq!(pid(&close["owner"]), Some(u64::from(client.pid)), "{close}");
+    assert!(
+        trace.events.iter().all(|e| e["kind"] != "reset_sent"),
+        "a timeout sends no reset: {}",
+        trace.dump()
+    );
+    assert_application_saw(
+        f,
+        capabilities::sees_failed_reads_and_writes(),
+        client.pid,
+        "ETIMEDOUT",
+        &["recvfrom"],
+    );
+}
+
+/// The server aborts (SO_LINGER {1, 0}) while the client waits in read():
+/// the finding says the client got ECONNRESET from its read. Then a connect
+/// to a closed port: the finding says which connect() got ECONNREFUSED.
+fn application_saw_reset() {
+    let ns = netns::enter_private();
+    let tracer = trace_app_errors(ns);
+    let (mut server, mut client) = connected_pair();
+    server.ok("linger0");
+    server.ok("close");
+    assert_eq!(client.cmd("recv"), "err ECONNRESET");
+    let trace = tracer.finish();
+    let tracer = trace_app_errors(ns);
+    let mut refused_client = Peer::spawn();
+    assert_eq!(
+        refused_client.cmd("connect-blocking 127.0.0.1 9"),
+        "err ECONNREFUSED"
+    );
+    let refused = tracer.finish();
+
+    let f = trace
+        .findings
+        .iter()
+        .find(|f| f["cause"] == "linger_zero_abort" || f["cause"] == "peer_reset")
+        .unwrap_or_else(|| panic!("no finding for the abort: {}", trace.dump()));
+    let saw = assert_application_saw(
+        f,
+        capabilities::sees_failed_reads_and_writes(),
+        client.pid,
+        "ECONNRESET",
+        &["recvfrom"],
+    );
+    if !saw.is_empty() {
+        let call = trace.one("app_error", "the client's failed read", |e| {
+            e["error"] == "ECONNRESET"
+        });
+        assert_eq!(pid(&call["actor"]), Some(u64::from(client.pid)), "{call}");
+        assert_eq!(pid(&call["owner"]), Some(u64::from(client.pid)), "{call}");
+        assert_eq!(call["state"], "CLOSE", "{call}");
+    }
+
+    let f = findings(&refused, "no_listener")[0];
+    let saw = assert_application_saw(
+        f,
+        capabilities::sees_failed_connects(),
+        refused_client.pid,
+        "ECONNREFUSED",
+        &["connect"],
+    );
+    if !saw.is_empty() {
+        let call = refused.one("app_error", "the failed connect", |e| {
+            e["syscall"] == "connect"
+        });
+        assert_eq!(
+            call["flow"]["dst"], "127.0.0.1:9",
+            "the flow its close kept: {call}"
+        );
+        assert_eq!(
+            pid(&call["owner"]),
+            Some(u64::from(refused_client.pid)),
+            "{call}"
+        );
+    }
 }

@@ -19,7 +19,6 @@ use std::{
 };
 
 use anyhow::anyhow;
-use tcpwatch_common::event::EventKind;
 use tracing::{error, info, warn};
 
 use super::{
@@ -88,7 +87,7 @@ pub async fn run(args: &DaemonArgs, logging: &Logging) -> Result<(), Failure> {
     let options = Options {
         btf: config.kernel.btf.clone(),
         filters: Filters {
-            kinds: EventKind::ALL.to_vec(),
+            kinds: config.kernel.kinds(),
             netns: config.netns(),
             ..Filters::default()
         },

@@ -99,6 +99,10 @@ pub async fn start(options: &Options) -> Result<Pipeline, Failure> {
             .filters
             .kinds
             .contains(&tcpwatch_common::event::EventKind::Drop),
+        app_errors: options
+            .filters
+            .kinds
+            .contains(&tcpwatch_common::event::EventKind::AppError),
     };
     let plan = plan_for(&kernel.features, wants).or_usage()?;
     if !kernel.features.btf && !options.filters.netns.is_empty() {

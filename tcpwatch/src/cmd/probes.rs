@@ -160,6 +160,9 @@ fn tracepoints(f: &Features) -> Vec<(&'static str, bool)> {
         ("syscalls:sys_exit_accept", f.accept_exit.is_some()),
         ("syscalls:sys_enter_listen", f.listen_enter.is_some()),
         ("skb:kfree_skb", f.kfree_skb.is_some()),
+        ("sock:sock_recv_length", f.recv_length.is_some()),
+        ("sock:sock_send_length", f.send_length.is_some()),
+        ("syscalls:sys_exit_connect", f.connect_exit.is_some()),
     ]
 }
 

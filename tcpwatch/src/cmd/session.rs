@@ -167,7 +167,7 @@ pub struct Session<S: Sink> {
     converter: Converter,
     output: S,
     decode: DecodeStats,
-    shown: [u64; 4],
+    shown: [u64; 5],
     findings: u64,
     limit: Option<u64>,
     display: Vec<Kind>,
@@ -198,7 +198,7 @@ impl<S: Sink> Session<S> {
             converter,
             output,
             decode: DecodeStats::default(),
-            shown: [0; 4],
+            shown: [0; 5],
             findings: 0,
             limit,
             display,
@@ -521,7 +521,7 @@ impl<S: Sink> Session<S> {
         elapsed: Duration,
         kernel: &KernelCounters,
     ) -> io::Result<()> {
-        let [state, sent, received, drops] = self.shown;
+        let [state, sent, received, drops, app_errors] = self.shown;
         let mut counters = serde_json::Map::new();
         for counter in Counter::ALL {
             counters.insert(counter.name().to_owned(), kernel.get(counter).into());
@@ -532,7 +532,7 @@ impl<S: Sink> Session<S> {
             "time": Utc::now(),
             "stopped": stop.as_str(),
             "elapsed_ms": elapsed.as_millis() as u64,
-            "shown": {"state": state, "reset_sent": sent, "reset_received": received, "drop": drops},
+            "shown": {"state": state, "reset_sent": sent, "reset_received": received, "drop": drops, "app_error": app_errors},
             "findings": self.findings,
             "lost": kernel.lost(),
             "summarised": kernel.summarised(),
@@ -553,7 +553,7 @@ impl<S: Sink> Session<S> {
     /// The one-line summary for stderr.
     pub fn summary(&self, stop: Stop, elapsed: Duration, kernel: &KernelCounters) -> String {
         let why = stop.as_str();
-        let [state, sent, received, drops] = self.shown;
+        let [state, sent, received, drops, app_errors] = self.shown;
         let findings = match &self.engine {
             Some(engine) => format!(
                 ", {} findings ({} connection histories evicted)",
@@ -580,11 +580,16 @@ impl<S: Sink> Session<S> {
             _ => String::new(),
         };
         format!(
-            "stopped ({why}) after {:.1} s: {} events shown ({sent} reset_sent, {received} reset_received, {state} state{}){findings}{storms}; {} lost (ring buffer full), {} undecodable, {} kernel read errors, {} without a known owner{missed}",
+            "stopped ({why}) after {:.1} s: {} events shown ({sent} reset_sent, {received} reset_received, {state} state{}{}){findings}{storms}; {} lost (ring buffer full), {} undecodable, {} kernel read errors, {} without a known owner{missed}",
             elapsed.as_secs_f64(),
-            state + sent + received + drops,
+            state + sent + received + drops + app_errors,
             if drops > 0 || self.display.contains(&Kind::Drop) {
                 format!(", {drops} drop")
+            } else {
+                String::new()
+            },
+            if app_errors > 0 || self.display.contains(&Kind::AppError) {
+                format!(", {app_errors} app_error")
             } else {
                 String::new()
             },
@@ -609,5 +614,6 @@ fn kind_index(kind: Kind) -> usize {
         Kind::ResetSent => 1,
         Kind::ResetReceived => 2,
         Kind::Drop => 3,
+        Kind::AppError => 4,
     }
 }

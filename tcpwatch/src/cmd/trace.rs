@@ -27,10 +27,13 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
     // Explanations need every kind from the kernel: state history, both resets.
     let explain = !args.no_explain;
     let kinds = if explain {
-        // Drops stay opt-in: the engine uses them when asked for.
+        // Drops and failed calls stay opt-in: the engine uses them when
+        // asked for.
         let mut kinds = EventKind::ALL.to_vec();
-        if args.kind.0.contains(&EventKind::Drop) {
-            kinds.push(EventKind::Drop);
+        for opt_in in [EventKind::Drop, EventKind::AppError] {
+            if args.kind.0.contains(&opt_in) {
+                kinds.push(opt_in);
+            }
         }
         kinds
     } else {

@@ -18,6 +18,7 @@ pub const NAMES: &[&str] = &[
     "net.ipv4.tcp_keepalive_intvl",
     "net.ipv4.tcp_keepalive_probes",
     "net.ipv4.tcp_retries2",
+    "net.ipv4.tcp_syn_retries",
     "net.ipv4.tcp_max_orphans",
     "net.ipv4.tcp_orphan_retries",
 ];

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use tcpwatch_common::{
-    event::{EventKind, Hook, TcpEvent, flags},
+    event::{EventKind, Hook, NO_SYSCALL, TcpEvent, flags},
     family,
     flow::FlowKey,
     owner::{OwnerRecord, OwnerSource, TaskIdent},
@@ -13,6 +13,7 @@ use tcpwatch_common::{
 
 use super::{
     clock::Clock,
+    errno,
     model::{
         AggregateRecord, EventRecord, Flow, Kind, Process, RecordType, SCHEMA_VERSION, Segment,
         StormTag, TcpActivity,
@@ -52,11 +53,19 @@ impl Converter {
                 .netfilter_hook(raw.reason)
                 .map_or_else(|| format!("hook#{}", raw.reason), str::to_owned)
         });
-        // The errno follows from the state; unknown without it (no BTF).
-        let error = (kind == Kind::ResetReceived)
-            .then_some(state.as_deref())
-            .flatten()
-            .map(|state| received_error(Some(state)).to_owned());
+        let stats = has(flags::HAS_TCP_STATS).then_some(&raw.tcp);
+        let error = match kind {
+            // The errno follows from the state; unknown without it (no BTF).
+            Kind::ResetReceived => state
+                .as_deref()
+                .map(|state| received_error(Some(state)).to_owned()),
+            Kind::AppError => Some(errno::name(raw.reason)),
+            _ => stats
+                .filter(|t| t.sk_err != 0)
+                .map(|t| errno::name(t.sk_err.into())),
+        };
+        let syscall = (kind == Kind::AppError && raw.seg_len != NO_SYSCALL)
+            .then(|| errno::syscall(raw.seg_len));
         let now = raw.header.ts_ns;
         EventRecord {
             schema_version: SCHEMA_VERSION,
@@ -69,19 +78,27 @@ impl Converter {
             state,
             reason,
             error,
+            syscall,
+            soft_error: stats
+                .filter(|t| t.sk_err_soft != 0)
+                .map(|t| errno::name(t.sk_err_soft.into())),
             owner: has(flags::HAS_OWNER).then(|| owner(&raw.owner, now)),
             actor: process(&raw.actor),
             listener: has(flags::HAS_LISTENER).then(|| owner(&raw.listener, now)),
             hook: hook.map_or_else(|| format!("hook#{}", raw.hook), |h| h.name().to_owned()),
-            segment: has(flags::HAS_SEGMENT).then(|| Segment {
+            segment: (has(flags::HAS_SEGMENT) && kind != Kind::AppError).then(|| Segment {
                 flags: tcp_flags(raw.seg_flags),
                 payload_bytes: raw.seg_len,
             }),
             socket: (raw.skaddr != 0).then(|| format!("{:#x}", raw.skaddr)),
-            tcp: has(flags::HAS_TCP_STATS).then_some(TcpActivity {
-                idle_ms: raw.tcp.idle_us / 1000,
-                bytes_received: raw.tcp.bytes_received,
-                bytes_acked: raw.tcp.bytes_acked,
+            tcp: stats.map(|t| TcpActivity {
+                idle_ms: t.idle_us / 1000,
+                bytes_received: t.bytes_received,
+                bytes_acked: t.bytes_acked,
+                total_retrans: t.total_retrans,
+                retransmits: t.retransmits.into(),
+                probes_out: t.probes_out.into(),
+                user_timeout_ms: (t.user_timeout_ms != 0).then_some(t.user_timeout_ms),
             }),
             // Read from the stack map by the session (`--kstack`).
             kstack: None,
@@ -120,6 +137,7 @@ impl Converter {
             reason: match kind {
                 Kind::ResetSent if has(key_flags::HAS_REASON) => Some(self.reason(key.reason)),
                 Kind::Drop if has(key_flags::HAS_REASON) => Some(self.drop_reason(key.reason)),
+                Kind::AppError if has(key_flags::HAS_REASON) => Some(errno::name(key.reason)),
                 _ => None,
             },
             netns: key.netns,
@@ -182,6 +200,7 @@ fn kind_of(raw: u8) -> Kind {
         Some(EventKind::ResetSent) => Kind::ResetSent,
         Some(EventKind::ResetReceived) => Kind::ResetReceived,
         Some(EventKind::Drop) => Kind::Drop,
+        Some(EventKind::AppError) => Kind::AppError,
     }
 }
 
@@ -199,7 +218,7 @@ fn flow(key: &FlowKey, v6: bool, kind: Kind) -> Flow {
     let remote = address(key.remote_addr, key.remote_port, v6);
     let (src, dst) = match kind {
         Kind::ResetReceived => (remote, local),
-        Kind::State | Kind::ResetSent | Kind::Drop => (local, remote),
+        Kind::State | Kind::ResetSent | Kind::Drop | Kind::AppError => (local, remote),
     };
     Flow {
         family: if v6 { "ipv6" } else { "ipv4" }.to_owned(),
@@ -256,6 +275,7 @@ fn source_name(source: OwnerSource) -> &'static str {
         OwnerSource::Close => "close",
         OwnerSource::Listener => "listener",
         OwnerSource::Census => "census",
+        OwnerSource::Caller => "caller",
     }
 }
 
@@ -394,5 +414,48 @@ mod tests {
         let r = Converter::new(names(), Clock::with_offset(0)).convert(&e);
         assert_eq!(r.flow.src, "[::ffff:127.0.0.1]:80");
         assert_eq!(r.reason.as_deref(), Some("UNKNOWN_99"));
+    }
+
+    #[test]
+    fn failed_call_and_socket_error() {
+        use nix::libc;
+        let converter = Converter::new(names(), Clock::with_offset(0));
+        let mut e = raw(EventKind::AppError);
+        e.hook = Hook::SockRecvLengthTp as u8;
+        e.flags = flags::HAS_REASON | flags::FULL_SOCKET | flags::HAS_TCP_STATS;
+        e.skaddr = 0xffff_8880_0000_3000;
+        e.new_state = 7;
+        e.reason = libc::ECONNRESET as u32;
+        e.seg_len = libc::SYS_recvfrom as u32;
+        e.tcp.total_retrans = 3;
+        e.tcp.retransmits = 2;
+        e.tcp.sk_err_soft = libc::EHOSTUNREACH as u8;
+        let r = converter.convert(&e);
+        assert_eq!(r.kind, Kind::AppError);
+        assert_eq!(r.error.as_deref(), Some("ECONNRESET"));
+        assert_eq!(r.syscall.as_deref(), Some("recvfrom"));
+        assert_eq!(r.soft_error.as_deref(), Some("EHOSTUNREACH"));
+        assert_eq!(r.state.as_deref(), Some("CLOSE"));
+        assert_eq!(r.hook, "tracepoint:sock:sock_recv_length");
+        assert!(r.segment.is_none() && r.reason.is_none(), "{r:?}");
+        let tcp = r.tcp.unwrap();
+        assert_eq!(
+            (tcp.total_retrans, tcp.retransmits, tcp.user_timeout_ms),
+            (3, 2, None)
+        );
+        e.seg_len = NO_SYSCALL;
+        assert_eq!(converter.convert(&e).syscall, None);
+        // A state event to CLOSE carries the socket's error, when it holds one.
+        let mut close = raw(EventKind::State);
+        close.flags = flags::FULL_SOCKET | flags::HAS_TCP_STATS;
+        close.old_state = 1;
+        close.new_state = 7;
+        close.tcp.sk_err = libc::ETIMEDOUT as u8;
+        assert_eq!(
+            converter.convert(&close).error.as_deref(),
+            Some("ETIMEDOUT")
+        );
+        close.tcp.sk_err = 0;
+        assert_eq!(converter.convert(&close).error, None);
     }
 }

@@ -59,6 +59,7 @@ impl KernelCounters {
             + self.get(Counter::SummarisedResetSent)
             + self.get(Counter::SummarisedResetReceived)
             + self.get(Counter::SummarisedDrop)
+            + self.get(Counter::SummarisedAppError)
     }
 
     /// Events lost because the ring buffer was full (all kinds).
@@ -67,6 +68,7 @@ impl KernelCounters {
             + self.get(Counter::LostResetSent)
             + self.get(Counter::LostResetReceived)
             + self.get(Counter::LostDrop)
+            + self.get(Counter::LostAppError)
     }
 }
 

@@ -3,6 +3,7 @@ pub mod clock;
 pub mod convert;
 pub mod counters;
 pub mod decode;
+pub mod errno;
 pub mod kstack;
 pub mod model;
 pub mod reader;

@@ -20,6 +20,10 @@ pub enum Kind {
     ResetReceived,
     /// The kernel dropped a TCP segment (`--kind drop`).
     Drop,
+    /// A read or write of the owning process on a TCP socket failed with a
+    /// reset's, a timeout's or an ICMP error (`--kind app_error`): what the
+    /// application saw.
+    AppError,
 }
 
 impl Kind {
@@ -31,6 +35,7 @@ impl Kind {
             EventKind::ResetSent => Self::ResetSent,
             EventKind::ResetReceived => Self::ResetReceived,
             EventKind::Drop => Self::Drop,
+            EventKind::AppError => Self::AppError,
         }
     }
 
@@ -41,6 +46,7 @@ impl Kind {
             Self::ResetSent => "reset_sent",
             Self::ResetReceived => "reset_received",
             Self::Drop => "drop",
+            Self::AppError => "app_error",
         }
     }
 }
@@ -80,9 +86,19 @@ pub struct EventRecord {
     /// kernel reports one; for `drop`, the kernel's drop reason
     /// (`enum skb_drop_reason` name, e.g. `TCP_LISTEN_OVERFLOW`); otherwise `null`.
     pub reason: Option<String>,
-    /// For `reset_received`: the error the owning process gets from its next
-    /// socket call, as `tcp_reset()` sets it from the state.
+    /// The error the owning process gets: for `reset_received`, from its next
+    /// socket call, as `tcp_reset()` sets it from the state; for `app_error`,
+    /// the errno the call returned; for other events on a socket that holds an
+    /// error (`sk_err`, e.g. `ETIMEDOUT` when a connection timed out), that
+    /// error.
     pub error: Option<String>,
+    /// For `app_error`: the syscall that failed (`read`, `sendmsg`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syscall: Option<String>,
+    /// The socket's last soft error (`sk_err_soft`), e.g. `EHOSTUNREACH`
+    /// from an ICMP error while it retransmitted; absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_error: Option<String>,
     /// The process that owns the socket, `null` when no process owns it.
     pub owner: Option<Process>,
     /// The task on the CPU when the hook fired. Right for close(), setsockopt and
@@ -134,6 +150,18 @@ pub struct TcpActivity {
     pub bytes_received: u64,
     /// Payload bytes sent and acknowledged by the peer.
     pub bytes_acked: u64,
+    /// Segments retransmitted over the connection's life.
+    #[serde(default)]
+    pub total_retrans: u32,
+    /// Retransmission timeouts in a row without an ACK (0 once acknowledged).
+    #[serde(default)]
+    pub retransmits: u32,
+    /// Keep-alive or zero-window probes sent without an answer.
+    #[serde(default)]
+    pub probes_out: u32,
+    /// The socket's `TCP_USER_TIMEOUT` in ms, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_timeout_ms: Option<u32>,
 }
 
 /// A flow.

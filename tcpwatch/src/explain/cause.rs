@@ -52,11 +52,14 @@ pub enum Cause {
     /// A firewall rule on this host (netfilter REJECT with tcp-reset) refused
     /// the segment.
     FirewallReject,
+    /// Retransmissions (or SYNs) went unanswered until the kernel gave up on
+    /// the connection: no reset, the owner gets ETIMEDOUT.
+    RetransmitTimeout,
 }
 
 impl Cause {
     /// Every cause, in documentation order.
-    pub const ALL: [Cause; 22] = [
+    pub const ALL: [Cause; 23] = [
         Self::NoListener,
         Self::CloseWithUnreadData,
         Self::LingerZeroAbort,
@@ -78,6 +81,7 @@ impl Cause {
         Self::Linger2Abort,
         Self::PawsReject,
         Self::FirewallReject,
+        Self::RetransmitTimeout,
         Self::OtherReset,
     ];
 
@@ -106,6 +110,7 @@ impl Cause {
             Self::PawsReject => "paws_reject",
             Self::OtherReset => "other_reset",
             Self::FirewallReject => "firewall_reject",
+            Self::RetransmitTimeout => "retransmit_timeout",
         }
     }
 
@@ -138,6 +143,7 @@ impl Cause {
             Self::FirewallReject => {
                 "Refused by a firewall rule on this host (REJECT with tcp-reset)"
             }
+            Self::RetransmitTimeout => "Timed out: the peer stopped acknowledging",
         }
     }
 

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{
+    application,
     cause::Cause,
     drops,
     finding::{Confidence, FindingRecord},
@@ -67,9 +68,24 @@ fn waits_for_counters(event: &EventRecord, reason: &str) -> bool {
             .is_none_or(|s| !s.flags.iter().any(|f| f == "SYN"))
 }
 
+/// A connection the kernel closed holding an error it did not get from a
+/// reset (a reset is explained by its own event): a timeout.
+fn closed_with_error(event: &EventRecord) -> bool {
+    event.new_state.as_deref() == Some("CLOSE") && event.error.as_deref() == Some("ETIMEDOUT")
+}
+
 /// Findings that yield to a specific finding about the same connection.
 fn is_generic(cause: Cause) -> bool {
     matches!(cause, Cause::PeerReset | Cause::OtherReset)
+}
+
+/// Which rule hook an event is offered to.
+#[derive(Clone, Copy)]
+enum Offer {
+    /// A reset sent or received.
+    Reset,
+    /// A close with an error and no reset.
+    Close,
 }
 
 /// The engine.
@@ -131,7 +147,12 @@ impl Engine {
     pub fn event(&mut self, event: &EventRecord) -> Vec<FindingRecord> {
         let mut out = self.advance(event.time);
         self.history.record(event);
-        if matches!(event.kind, Kind::State | Kind::Drop) {
+        if event.kind == Kind::State && closed_with_error(event) {
+            self.explain_close(event);
+            out.extend(self.advance(event.time));
+            return out;
+        }
+        if matches!(event.kind, Kind::State | Kind::Drop | Kind::AppError) {
             return out;
         }
         match infer::of_event(event) {
@@ -152,7 +173,7 @@ impl Engine {
     /// all `count` of them.
     pub fn summarised(&mut self, a: &AggregateRecord) -> Vec<FindingRecord> {
         let mut out = self.advance(a.time);
-        if matches!(a.kind, Kind::State | Kind::Drop) {
+        if matches!(a.kind, Kind::State | Kind::Drop | Kind::AppError) {
             return out;
         }
         let event = EventRecord {
@@ -167,6 +188,8 @@ impl Engine {
             reason: a.reason.clone(),
             error: (a.kind == Kind::ResetReceived)
                 .then(|| received_error(a.state.as_deref()).to_owned()),
+            syscall: None,
+            soft_error: None,
             owner: a.owner.clone(),
             actor: Process {
                 pid: 0,
@@ -299,6 +322,24 @@ impl Engine {
         confidence: Confidence,
         summarised: Option<u64>,
     ) {
+        self.offer(event, reason, confidence, summarised, Offer::Reset);
+    }
+
+    /// Explains a connection closed with an error and no reset.
+    fn explain_close(&mut self, event: &EventRecord) {
+        self.offer(event, None, Confidence::Exact, None, Offer::Close);
+    }
+
+    /// Offers `event` to the rules (their `reset` or `closed` hook); the first
+    /// draft is completed and held.
+    fn offer(
+        &mut self,
+        event: &EventRecord,
+        reason: Option<String>,
+        confidence: Confidence,
+        summarised: Option<u64>,
+        offer: Offer,
+    ) {
         let Some(id) = FlowId::of(event) else { return };
         let reset = Reset {
             event,
@@ -311,43 +352,55 @@ impl Engine {
             namespaces: &self.namespaces,
             thresholds: &self.thresholds,
         };
-        let draft = self
-            .rules
-            .iter_mut()
-            .find_map(|rule| rule.reset(&ctx, &reset));
-        if let Some(mut draft) = draft {
-            if draft.finding.kstack.is_none() {
-                draft.finding.kstack.clone_from(&event.kstack);
-            }
-            let dropped = self.history.drops.before(&id, event.time);
-            if !dropped.is_empty() {
-                draft.finding.add(
-                    "drops_before",
-                    dropped.len(),
-                    format!(
-                        "{} of this connection dropped by the kernel before: {}",
-                        match dropped.len() {
-                            1 => "1 segment".to_owned(),
-                            n => format!("{n} segments"),
-                        },
-                        drops::reasons_text(&dropped)
-                    ),
-                );
-            }
-            if let Some(count) = summarised {
-                // Summaries of the two ends pair by service, not by
-                // connection: the ephemeral side's port is left out.
-                draft.flow = draft.flow.map(|flow| flow.service());
-                draft.summary = true;
-                draft.finding.count = count;
-                draft.finding.add(
-                    "summarised_events",
-                    count,
-                    format!("{count} such events, summarised in the kernel during a storm"),
-                );
-            }
-            self.queue(draft, event.time);
+        let draft = self.rules.iter_mut().find_map(|rule| match offer {
+            Offer::Reset => rule.reset(&ctx, &reset),
+            Offer::Close => rule.closed(&ctx, &reset),
+        });
+        if let Some(draft) = draft {
+            self.complete(draft, event, &id, summarised);
         }
+    }
+
+    /// Adds what the event's flow history knows to a rule's draft and holds
+    /// it for its settle time.
+    fn complete(
+        &mut self,
+        mut draft: Draft,
+        event: &EventRecord,
+        id: &FlowId,
+        summarised: Option<u64>,
+    ) {
+        if draft.finding.kstack.is_none() {
+            draft.finding.kstack.clone_from(&event.kstack);
+        }
+        let dropped = self.history.drops.before(id, event.time);
+        if !dropped.is_empty() {
+            draft.finding.add(
+                "drops_before",
+                dropped.len(),
+                format!(
+                    "{} of this connection dropped by the kernel before: {}",
+                    match dropped.len() {
+                        1 => "1 segment".to_owned(),
+                        n => format!("{n} segments"),
+                    },
+                    drops::reasons_text(&dropped)
+                ),
+            );
+        }
+        if let Some(count) = summarised {
+            // Summaries of the two ends pair by service, not by
+            // connection: the ephemeral side's port is left out.
+            draft.flow = draft.flow.map(|flow| flow.service());
+            draft.summary = true;
+            draft.finding.count = count;
+            draft.finding.add(
+                "summarised_events",
+                count,
+                format!("{count} such events, summarised in the kernel during a storm"),
+            );
+        }
+        self.queue(draft, event.time);
     }
 
     fn queue(&mut self, draft: Draft, time: DateTime<Utc>) {
@@ -442,6 +495,7 @@ impl Engine {
     fn release(&mut self, mut draft: Draft) -> Option<FindingRecord> {
         let time = draft.finding.time;
         if let Some(flow) = draft.flow {
+            application::add_evidence(&mut draft.finding, &self.history, &flow);
             if draft.finding.peer_owner.is_none() {
                 draft.finding.peer_owner = self
                     .history

@@ -17,6 +17,8 @@ use crate::events::model::{EventRecord, Kind, Process, TcpActivity};
 
 /// Transitions kept per flow (a connection's whole life is 4 to 6).
 const TRANSITIONS: usize = 8;
+/// Failed socket calls kept per flow (the first few after a reset say it all).
+const APP_ERRORS: usize = 4;
 /// Distinct owners shared between flows before unused ones are dropped.
 const OWNERS: usize = 16_384;
 /// Distinct state names kept (the kernel has a dozen).
@@ -122,7 +124,7 @@ impl FlowId {
         let dst = endpoint(&event.flow.dst)?;
         let (local, remote) = match event.kind {
             Kind::ResetReceived => (dst, src),
-            Kind::State | Kind::ResetSent | Kind::Drop => (src, dst),
+            Kind::State | Kind::ResetSent | Kind::Drop | Kind::AppError => (src, dst),
         };
         Some(Self {
             netns: event.flow.netns,
@@ -217,6 +219,19 @@ pub struct Close {
     pub tcp: Option<TcpActivity>,
 }
 
+/// A socket call of a process that failed (`--kind app_error`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppCall {
+    /// When it returned.
+    pub time: DateTime<Utc>,
+    /// The task that made it.
+    pub process: Arc<Process>,
+    /// The syscall (`read`, `sendmsg`), when known.
+    pub syscall: Option<String>,
+    /// The errno name it returned.
+    pub error: String,
+}
+
 /// What is known about one connection.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FlowHistory {
@@ -234,6 +249,8 @@ pub struct FlowHistory {
     pub ended_at: Option<DateTime<Utc>>,
     /// The latest socket activity seen.
     pub last_tcp: Option<TcpActivity>,
+    /// The first failed socket calls of its owner, oldest first.
+    pub app_errors: VecDeque<AppCall>,
 }
 
 impl FlowHistory {
@@ -246,6 +263,7 @@ impl FlowHistory {
             first_close: None,
             ended_at: None,
             last_tcp: None,
+            app_errors: VecDeque::new(),
         }
     }
 
@@ -436,6 +454,7 @@ impl History {
             return;
         }
         let owner = event.owner.as_ref().map(|o| self.owners.get(o));
+        let caller = (event.kind == Kind::AppError).then(|| self.owners.get(&event.actor));
         if event.kind == Kind::State {
             self.listener_transition(event, id, owner.as_ref());
         }
@@ -465,6 +484,17 @@ impl History {
         }
         if event.tcp.is_some() {
             flow.last_tcp = event.tcp;
+        }
+        if let Some(process) = caller {
+            if flow.app_errors.len() < APP_ERRORS {
+                flow.app_errors.push_back(AppCall {
+                    time,
+                    process,
+                    syscall: event.syscall.clone(),
+                    error: event.error.clone().unwrap_or_default(),
+                });
+            }
+            return;
         }
         if event.kind != Kind::State {
             return;

@@ -1,5 +1,6 @@
 //! Explanations: rules over per-flow history and namespace samples turn events
 //! into findings (cause, evidence, fix).
+pub mod application;
 pub mod cause;
 pub mod drops;
 pub mod engine;

@@ -118,6 +118,13 @@ pub trait Rule {
         None
     }
 
+    /// Explains a connection the kernel closed with an error and without a
+    /// reset (a timeout: `reset.event` is the state event to CLOSE, its
+    /// `error` the socket's). The first rule that answers wins.
+    fn closed(&mut self, _ctx: &Ctx, _close: &Reset) -> Option<Draft> {
+        None
+    }
+
     /// Looks at a namespace sample (pile-ups).
     fn sample(&mut self, _ctx: &Ctx, _sample: &SampleRecord) -> Vec<Draft> {
         Vec::new()

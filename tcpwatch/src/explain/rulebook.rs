@@ -16,6 +16,8 @@ pub fn all() -> Vec<Box<dyn Rule>> {
         Box::new(rules::linger2_abort::Linger2Abort),
         Box::new(rules::orphan_memory_pressure::OrphanMemoryPressure),
         Box::new(rules::keepalive_timeout::KeepaliveTimeout),
+        // Closes without a reset only.
+        Box::new(rules::retransmit_timeout::RetransmitTimeout),
         Box::new(rules::accept_queue_overflow::AcceptQueueOverflow::default()),
         Box::new(rules::stray_ack_to_listener::StrayAckToListener),
         Box::new(rules::peer_restarted::PeerRestarted),

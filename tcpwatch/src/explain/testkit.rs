@@ -49,6 +49,10 @@ pub fn tcp(idle_ms: u64, bytes_received: u64) -> TcpActivity {
         idle_ms,
         bytes_received,
         bytes_acked: 1,
+        total_retrans: 0,
+        retransmits: 0,
+        probes_out: 0,
+        user_timeout_ms: None,
     }
 }
 
@@ -69,6 +73,8 @@ fn base(kind: Kind, ms: i64, src: &str, dst: &str, actor: Process) -> EventRecor
         state: None,
         reason: None,
         error: None,
+        syscall: None,
+        soft_error: None,
         owner: None,
         actor,
         listener: None,
@@ -114,6 +120,26 @@ pub fn sent(
         reason: reason.map(Into::into),
         owner,
         ..base(Kind::ResetSent, ms, local, remote, actor)
+    }
+}
+
+/// A `syscall` of `process` on the socket `local` ↔ `remote` that failed
+/// with `error`: what the application saw.
+pub fn app_error(
+    ms: i64,
+    local: &str,
+    remote: &str,
+    syscall: &str,
+    error: &str,
+    process: Process,
+) -> EventRecord {
+    EventRecord {
+        syscall: Some(syscall.into()),
+        error: Some(error.into()),
+        state: Some("CLOSE".into()),
+        owner: Some(process.clone()),
+        hook: "tracepoint:sock:sock_recv_length".into(),
+        ..base(Kind::AppError, ms, local, remote, process)
     }
 }
 

@@ -305,6 +305,25 @@ impl KernelBtf {
             inet_sport: sized("inet_sock", &["inet_sport"], 2)?,
             // Only drops use it (to tell transmit from receive): optional.
             skb_sk: optional("sk_buff", &["sk"], 8),
+            // What came before a timeout and the error the owner gets: extras.
+            tcp_total_retrans: optional("tcp_sock", &["total_retrans"], 4),
+            icsk_retransmits: optional("inet_connection_sock", &["icsk_retransmits"], 1),
+            icsk_probes_out: optional("inet_connection_sock", &["icsk_probes_out"], 1),
+            icsk_backoff: optional("inet_connection_sock", &["icsk_backoff"], 1),
+            icsk_user_timeout: optional("inet_connection_sock", &["icsk_user_timeout"], 4),
+            sk_err: optional("sock", &["sk_err"], 4),
+            sk_err_soft: optional("sock", &["sk_err_soft"], 4),
+            // The syscall number a task entered with: x86-64 keeps it in
+            // `orig_ax` (8 bytes; the low 4 are read), arm64 in `syscallno`.
+            pt_regs_syscall: sized("pt_regs", &["orig_ax"], 8)
+                .or_else(|_| sized("pt_regs", &["syscallno"], 4))
+                .unwrap_or(ABSENT),
+            // Its first argument: x86-64 `di`; arm64 keeps it in `orig_x0`
+            // (`x0` takes the return value).
+            pt_regs_arg0: sized("pt_regs", &["di"], 8)
+                .or_else(|_| sized("pt_regs", &["orig_x0"], 8))
+                .unwrap_or(ABSENT),
+            _pad: [0; 3],
         })
     }
 }

@@ -40,6 +40,12 @@ pub struct Features {
     pub kfree_skb: Option<TpFormat>,
     /// `syscalls:sys_enter_listen`.
     pub listen_enter: Option<TpFormat>,
+    /// `sock:sock_recv_length` (6.4+).
+    pub recv_length: Option<TpFormat>,
+    /// `sock:sock_send_length` (6.4+).
+    pub send_length: Option<TpFormat>,
+    /// `syscalls:sys_exit_connect`.
+    pub connect_exit: Option<TpFormat>,
     /// BTF gives the argument positions of `nf_send_reset`/`nf_send_reset6`
     /// (set by [`super::kernel::Kernel::inspect`]).
     pub nf_reset_args: bool,
@@ -84,6 +90,9 @@ impl Features {
             accept_exit: tracefs.format("syscalls", "sys_exit_accept")?,
             kfree_skb: tracefs.format("skb", "kfree_skb")?,
             listen_enter: tracefs.format("syscalls", "sys_enter_listen")?,
+            recv_length: tracefs.format("sock", "sock_recv_length")?,
+            send_length: tracefs.format("sock", "sock_send_length")?,
+            connect_exit: tracefs.format("syscalls", "sys_exit_connect")?,
             nf_reset_args: false,
         })
     }

@@ -240,7 +240,14 @@ fn drop_hook_and_its_layout_per_kernel() {
             default.steps.iter().all(|s| s.role != Role::Drops),
             "{release}: drops are opt-in"
         );
-        let asked = plan_for(&f, Wants { drops: true }).unwrap();
+        let asked = plan_for(
+            &f,
+            Wants {
+                drops: true,
+                ..Wants::default()
+            },
+        )
+        .unwrap();
         let drops: Vec<_> = asked
             .steps
             .iter()

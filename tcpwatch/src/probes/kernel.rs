@@ -122,6 +122,35 @@ impl Kernel {
             nf_reset: self.nf_reset.unwrap_or_default(),
             kfree_skb: layout(&self.features.kfree_skb),
             listen_enter: layout(&self.features.listen_enter),
+            recv_length: layout(&self.features.recv_length),
+            send_length: layout(&self.features.send_length),
+            connect_exit: layout(&self.features.connect_exit),
+            _pad: 0,
+            app_errnos: app_errnos(),
         }
     }
+}
+
+/// The errnos a failed socket call is reported with: those a reset, a
+/// timeout or an ICMP error leave on a TCP socket (libc's numbers for this
+/// architecture), as the programs' bit set.
+pub fn app_errnos() -> [u64; 2] {
+    use nix::libc;
+    let mut set = [0u64; 2];
+    for errno in [
+        libc::ECONNRESET,
+        libc::EPIPE,
+        libc::ETIMEDOUT,
+        libc::ECONNREFUSED,
+        libc::ECONNABORTED,
+        libc::EHOSTUNREACH,
+        libc::ENETUNREACH,
+        libc::EHOSTDOWN,
+    ] {
+        let e = errno as usize;
+        if e < 128 {
+            set[e / 64] |= 1 << (e % 64);
+        }
+    }
+    set
 }

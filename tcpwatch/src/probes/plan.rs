@@ -21,6 +21,9 @@ pub enum Role {
     ListenBacklog,
     /// Resets netfilter builds for `REJECT --reject-with tcp-reset`.
     FirewallResets,
+    /// Socket calls that failed with a reset's or a timeout's error: what the
+    /// application saw (opt-in).
+    AppErrors,
 }
 
 impl Role {
@@ -34,6 +37,7 @@ impl Role {
             Self::Drops => "dropped segments",
             Self::ListenBacklog => "listen() backlog",
             Self::FirewallResets => "firewall resets",
+            Self::AppErrors => "what the application saw",
         }
     }
 }
@@ -113,6 +117,10 @@ pub struct Wants {
     /// Dropped segments (`--kind drop`): `skb:kfree_skb` runs for every packet
     /// the kernel frees as a drop, so it is attached only when asked for.
     pub drops: bool,
+    /// Failed socket calls (`--kind app_error`): the `sock_*_length`
+    /// tracepoints run for every socket read and write, so they are attached
+    /// only when asked for.
+    pub app_errors: bool,
 }
 
 /// Chooses the programs for this kernel, without the opt-in ones.
@@ -273,6 +281,7 @@ pub fn plan_for(features: &Features, wants: Wants) -> Result<Plan, PlanError> {
     }
 
     reasons.push((Role::Drops, drops(features, wants, &mut steps)));
+    reasons.push((Role::AppErrors, app_errors(features, wants, &mut steps)));
 
     let why = firewall_resets(features, &mut steps);
     reasons.push((Role::FirewallResets, why));
@@ -323,6 +332,67 @@ fn drops(features: &Features, wants: Wants, steps: &mut Vec<Step>) -> String {
         Role::Drops,
     ));
     format!("{what}; filtered to TCP segments in the kernel")
+}
+
+/// Adds the failed-socket-call hooks when wanted and possible; says why (not).
+/// Reads and writes need the `sock:sock_*_length` tracepoints (6.4+);
+/// `connect()` is seen at its syscall exit on any kernel with syscall
+/// tracepoints, its socket found through the file table (BTF).
+fn app_errors(features: &Features, wants: Wants, steps: &mut Vec<Step>) -> String {
+    if !features.btf {
+        // The flow is read from the socket at BTF offsets.
+        return "unavailable: no kernel BTF to read the socket".to_owned();
+    }
+    let calls = [&features.recv_length, &features.send_length]
+        .iter()
+        .all(|f| {
+            f.as_ref()
+                .is_some_and(|f| f.get("ret").is_some() && f.get("sk").is_some())
+        });
+    let connect = features
+        .connect_exit
+        .as_ref()
+        .is_some_and(|f| f.get("ret").is_some());
+    let what = match (calls, connect) {
+        (true, true) => {
+            "tracepoints sock:sock_recv_length, sock:sock_send_length, syscalls:sys_exit_connect: failed reads, writes and connects with their errno and syscall"
+        }
+        (false, true) => {
+            "tracepoint syscalls:sys_exit_connect only: failed connects; failed reads and writes need sock:sock_recv_length/sock_send_length (6.4+)"
+        }
+        (true, false) => {
+            "tracepoints sock:sock_recv_length, sock:sock_send_length: failed reads and writes; no syscalls:sys_exit_connect (CONFIG_FTRACE_SYSCALLS) for connects"
+        }
+        (false, false) => {
+            return "unavailable: no sock:sock_recv_length/sock_send_length tracepoints (before 6.4) and no syscalls:sys_exit_connect; findings say which error the owner gets, not the call that got it".to_owned();
+        }
+    };
+    if !wants.app_errors {
+        return format!("not attached (opt-in: --kind app_error); available: {what}");
+    }
+    if calls {
+        steps.push(tracepoint(
+            "tcpwatch_recv_length",
+            "sock",
+            "sock_recv_length",
+            Role::AppErrors,
+        ));
+        steps.push(tracepoint(
+            "tcpwatch_send_length",
+            "sock",
+            "sock_send_length",
+            Role::AppErrors,
+        ));
+    }
+    if connect {
+        steps.push(tracepoint(
+            "tcpwatch_connect_exit",
+            "syscalls",
+            "sys_exit_connect",
+            Role::AppErrors,
+        ));
+    }
+    format!("{what}; filtered to TCP and the errnos of resets and timeouts in the kernel")
 }
 
 /// Kprobes on netfilter's reset builder, where they work. They are not
@@ -424,6 +494,9 @@ mod tests {
             accept_exit: format(&["ret"]),
             kfree_skb: format(&["skbaddr", "location", "rx_sk", "protocol", "reason"]),
             listen_enter: format(&["fd", "backlog"]),
+            recv_length: format(&["sk", "family", "protocol", "ret", "flags"]),
+            send_length: format(&["sk", "family", "protocol", "ret", "flags"]),
+            connect_exit: format(&["ret"]),
             nf_reset_args: true,
         }
     }
@@ -534,7 +607,14 @@ mod tests {
             .unwrap()
             .1;
         assert!(why.starts_with("not attached (opt-in"), "{why}");
-        let asked = plan_for(&f, Wants { drops: true }).unwrap();
+        let asked = plan_for(
+            &f,
+            Wants {
+                drops: true,
+                ..Wants::default()
+            },
+        )
+        .unwrap();
         assert_eq!(points(&asked, Role::Drops), ["tracepoint:skb:kfree_skb"]);
         assert_eq!(
             points(&asked, Role::ListenBacklog),
@@ -543,16 +623,81 @@ mod tests {
         // Without BTF the segment cannot be read: not attached even when asked.
         let mut no_btf = f.clone();
         no_btf.btf = false;
-        let p = plan_for(&no_btf, Wants { drops: true }).unwrap();
+        let p = plan_for(
+            &no_btf,
+            Wants {
+                drops: true,
+                ..Wants::default()
+            },
+        )
+        .unwrap();
         assert!(points(&p, Role::Drops).is_empty());
         assert!(points(&p, Role::ListenBacklog).is_empty());
         let mut none = f;
         none.kfree_skb = None;
-        let p = plan_for(&none, Wants { drops: true }).unwrap();
+        let p = plan_for(
+            &none,
+            Wants {
+                drops: true,
+                ..Wants::default()
+            },
+        )
+        .unwrap();
         assert!(
             p.reasons
                 .iter()
                 .any(|(r, w)| *r == Role::Drops && w.starts_with("unavailable"))
+        );
+    }
+
+    #[test]
+    fn failed_calls_are_attached_only_when_asked_for_and_from_6_4() {
+        let f = kernel(true, false, &[]);
+        let why = |p: &Plan| {
+            p.reasons
+                .iter()
+                .find(|(r, _)| *r == Role::AppErrors)
+                .unwrap()
+                .1
+                .clone()
+        };
+        let default = plan(&f).unwrap();
+        assert!(points(&default, Role::AppErrors).is_empty());
+        assert!(
+            why(&default).starts_with("not attached (opt-in"),
+            "{}",
+            why(&default)
+        );
+        let wants = Wants {
+            app_errors: true,
+            ..Wants::default()
+        };
+        let asked = plan_for(&f, wants).unwrap();
+        assert_eq!(
+            points(&asked, Role::AppErrors),
+            [
+                "tracepoint:sock:sock_recv_length",
+                "tracepoint:sock:sock_send_length",
+                "tracepoint:syscalls:sys_exit_connect"
+            ]
+        );
+        // 6.1 has neither sock tracepoint: connects only, and said so.
+        let mut old = f;
+        old.recv_length = None;
+        old.send_length = None;
+        let p = plan_for(&old, wants).unwrap();
+        assert_eq!(
+            points(&p, Role::AppErrors),
+            ["tracepoint:syscalls:sys_exit_connect"]
+        );
+        assert!(why(&p).contains("sys_exit_connect only"), "{}", why(&p));
+        old.connect_exit = None;
+        let p = plan_for(&old, wants).unwrap();
+        assert!(points(&p, Role::AppErrors).is_empty());
+        assert!(
+            why(&p).starts_with("unavailable: no sock:sock_recv_length"),
+            "{}",
+            why(&p)
         );
     }
 

@@ -175,7 +175,10 @@ impl TpFormat {
     pub fn layout(&self) -> TpLayout {
         TpLayout {
             skbaddr: self.field("skbaddr"),
-            skaddr: self.field("skaddr"),
+            // `sock:sock_*_length` call the socket `sk`.
+            skaddr: Some(self.field("skaddr"))
+                .filter(TpField::present)
+                .unwrap_or_else(|| self.field("sk")),
             state: self.field("state"),
             oldstate: self.field("oldstate"),
             newstate: self.field("newstate"),

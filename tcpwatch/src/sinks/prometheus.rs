@@ -195,6 +195,12 @@ fn kind_label(counter: KernelCounter) -> &'static str {
         KernelCounter::EmittedResetSent
         | KernelCounter::LostResetSent
         | KernelCounter::SummarisedResetSent => "reset_sent",
+        KernelCounter::EmittedDrop | KernelCounter::LostDrop | KernelCounter::SummarisedDrop => {
+            "drop"
+        }
+        KernelCounter::EmittedAppError
+        | KernelCounter::LostAppError
+        | KernelCounter::SummarisedAppError => "app_error",
         _ => "reset_received",
     }
 }
@@ -213,6 +219,8 @@ impl Collector for KernelStats {
                     KernelCounter::EmittedState,
                     KernelCounter::EmittedResetSent,
                     KernelCounter::EmittedResetReceived,
+                    KernelCounter::EmittedDrop,
+                    KernelCounter::EmittedAppError,
                 ],
             ),
             (
@@ -222,6 +230,8 @@ impl Collector for KernelStats {
                     KernelCounter::LostState,
                     KernelCounter::LostResetSent,
                     KernelCounter::LostResetReceived,
+                    KernelCounter::LostDrop,
+                    KernelCounter::LostAppError,
                 ],
             ),
             (
@@ -231,6 +241,8 @@ impl Collector for KernelStats {
                     KernelCounter::SummarisedState,
                     KernelCounter::SummarisedResetSent,
                     KernelCounter::SummarisedResetReceived,
+                    KernelCounter::SummarisedDrop,
+                    KernelCounter::SummarisedAppError,
                 ],
             ),
         ];
@@ -659,6 +671,9 @@ impl Metrics {
             // Drops are opt-in and per segment: the kernel's own counters
             // (TcpExt) already export them as rates.
             Kind::Drop => {}
+            // Failed calls are opt-in; the resets and timeouts behind them
+            // are counted already.
+            Kind::AppError => {}
         }
     }
 }

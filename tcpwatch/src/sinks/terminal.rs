@@ -59,6 +59,17 @@ pub fn line(event: &EventRecord, home_netns: u32) -> String {
                 event.error.as_deref().unwrap_or("?")
             );
         }
+        Kind::AppError => {
+            let _ = write!(
+                out,
+                "{} -> {}",
+                event.syscall.as_deref().unwrap_or("socket call"),
+                event.error.as_deref().unwrap_or("?")
+            );
+            if let Some(state) = &event.state {
+                let _ = write!(out, " in {state}");
+            }
+        }
         Kind::Drop => {
             out.push_str(event.reason.as_deref().unwrap_or("reason-unknown"));
             if let Some(seg) = &event.segment {
@@ -133,6 +144,7 @@ pub fn aggregate_line(a: &AggregateRecord, home_netns: u32) -> String {
         ),
         Kind::ResetReceived => format!("in {}", a.state.as_deref().unwrap_or("?")),
         Kind::Drop => a.reason.as_deref().unwrap_or("reason-unknown").to_owned(),
+        Kind::AppError => format!("-> {}", a.reason.as_deref().unwrap_or("?")),
     };
     let _ = write!(
         out,
@@ -193,6 +205,8 @@ mod tests {
             state: None,
             reason: Some("NO_SOCKET".into()),
             error: None,
+            syscall: None,
+            soft_error: None,
             owner: None,
             actor: Process {
                 pid: 4121,
@@ -228,6 +242,18 @@ mod tests {
         assert!(l.contains("owner=- listener=-  actor=curl[4121]"), "{l}");
         assert!(!l.contains("netns="), "{l}");
         assert!(line(&event(Kind::ResetSent), 2).ends_with("netns=1"));
+    }
+
+    #[test]
+    fn failed_call_line_names_the_syscall_and_errno() {
+        let mut e = event(Kind::AppError);
+        e.reason = None;
+        e.syscall = Some("read".into());
+        e.error = Some("ECONNRESET".into());
+        e.state = Some("CLOSE".into());
+        let l = line(&e, 1);
+        assert!(l.contains("app_error"), "{l}");
+        assert!(l.contains("read -> ECONNRESET in CLOSE"), "{l}");
     }
 
     #[test]

@@ -330,7 +330,7 @@ impl Board {
         match kind {
             Kind::ResetSent => self.resets_sent = self.resets_sent.saturating_add(n),
             Kind::ResetReceived => self.resets_received = self.resets_received.saturating_add(n),
-            Kind::State | Kind::Drop => return,
+            Kind::State | Kind::Drop | Kind::AppError => return,
         }
         let row = Row {
             resets: n,

@@ -121,3 +121,15 @@ pub fn sees_socketless_resets_without_btf() -> bool {
     static COVERAGE: OnceLock<Value> = OnceLock::new();
     COVERAGE.get_or_init(|| run_probes(&["--btf", "none"]))["reset_coverage"] == "complete"
 }
+
+/// Whether `--kind app_error` sees failed reads and writes on this kernel
+/// (the sock:sock_recv_length/sock_send_length tracepoints, 6.4+).
+pub fn sees_failed_reads_and_writes() -> bool {
+    probes()["tracepoints"]["sock:sock_recv_length"] == true
+        && probes()["tracepoints"]["sock:sock_send_length"] == true
+}
+
+/// Whether `--kind app_error` sees failed connects (syscalls:sys_exit_connect).
+pub fn sees_failed_connects() -> bool {
+    probes()["tracepoints"]["syscalls:sys_exit_connect"] == true
+}

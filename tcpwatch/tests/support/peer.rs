@@ -109,6 +109,14 @@ fn set_int(fd: &impl AsRawFd, level: i32, name: i32, value: i32) -> io::Result<(
     }
 }
 
+/// Makes `s` the current connection; replies with its local port.
+fn connected(st: &mut State, s: TcpStream) -> io::Result<String> {
+    let local = s.local_addr()?.port();
+    st.conns.push(s);
+    st.current = st.conns.len() - 1;
+    Ok(format!("ok {local}"))
+}
+
 #[allow(clippy::too_many_lines)]
 fn run(words: &[&str], st: &mut State) -> io::Result<String> {
     match words {
@@ -156,13 +164,15 @@ fn run(words: &[&str], st: &mut State) -> io::Result<String> {
             st.current = st.conns.len() - 1;
             Ok(format!("ok {}", peer.port()))
         }
-        ["connect", ip, port] => {
-            let s = TcpStream::connect_timeout(&addr(ip, port)?, Duration::from_secs(5))?;
-            let local = s.local_addr()?.port();
-            st.conns.push(s);
-            st.current = st.conns.len() - 1;
-            Ok(format!("ok {local}"))
+        ["connect-blocking", ip, port] => {
+            // A plain blocking connect(): its error is the syscall's return
+            // (connect_timeout's comes from poll and SO_ERROR).
+            connected(st, TcpStream::connect(addr(ip, port)?)?)
         }
+        ["connect", ip, port] => connected(
+            st,
+            TcpStream::connect_timeout(&addr(ip, port)?, Duration::from_secs(5))?,
+        ),
         ["connect-from", ip, port, local_port] => {
             let to = addr(ip, port)?;
             let socket = Socket::new(Domain::for_address(to), Type::STREAM, None)?;
@@ -258,6 +268,11 @@ fn run(words: &[&str], st: &mut State) -> io::Result<String> {
                 .with_interval(Duration::from_secs(parse(interval)?))
                 .with_retries(parse(count)?);
             SockRef::from(&*st.conn()?).set_tcp_keepalive(&keepalive)?;
+            Ok("ok".into())
+        }
+        ["user-timeout", ms] => {
+            SockRef::from(&*st.conn()?)
+                .set_tcp_user_timeout(Some(Duration::from_millis(parse(ms)?)))?;
             Ok("ok".into())
         }
         ["blackhole"] => {

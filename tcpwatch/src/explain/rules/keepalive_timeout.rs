@@ -22,12 +22,18 @@ impl Rule for KeepaliveTimeout {
                 .sysctl(netns, &format!("net.ipv4.tcp_keepalive_{name}"))
         };
         let idle = reset.event.tcp.map(|t| t.idle_ms);
+        let probes = reset.event.tcp.map_or(0, |t| t.probes_out);
         let mut draft = reset.draft(
             Cause::KeepaliveTimeout,
             reset.confidence,
             format!(
-                "The peer {} stopped answering: keep-alive probes got no reply{}, so the kernel gave up and reset the connection; {} gets ETIMEDOUT.",
+                "The peer {} stopped answering: {} got no reply{}, so the kernel gave up and reset the connection; {} gets ETIMEDOUT.",
                 reset.id.remote,
+                match probes {
+                    0 => "keep-alive probes".to_owned(),
+                    1 => "1 keep-alive probe".to_owned(),
+                    n => format!("{n} keep-alive probes"),
+                },
                 idle.map(|i| format!(" after {} without any segment", duration_ms(i))).unwrap_or_default(),
                 pid(reset.event.owner.as_ref())
             ),
@@ -42,6 +48,13 @@ impl Rule for KeepaliveTimeout {
                 "idle_ms",
                 i,
                 format!("nothing came from the peer for {}", duration_ms(i)),
+            );
+        }
+        if probes > 0 {
+            draft.finding.add(
+                "probes_out",
+                probes,
+                format!("{probes} keep-alive probes sent without an answer (icsk_probes_out)"),
             );
         }
         for name in ["time", "intvl", "probes"] {
@@ -59,7 +72,10 @@ impl Rule for KeepaliveTimeout {
 
 #[cfg(test)]
 mod tests {
-    use crate::explain::{cause::Cause, testkit::*};
+    use crate::{
+        events::model::TcpActivity,
+        explain::{cause::Cause, testkit::*},
+    };
 
     #[test]
     fn unanswered_probes() {
@@ -78,7 +94,10 @@ mod tests {
                     Some(owner(42, "app", "connect")),
                     proc(0, "swapper/0"),
                 ),
-                tcp(7_400_000, 10),
+                TcpActivity {
+                    probes_out: 9,
+                    ..tcp(7_400_000, 10)
+                },
             )
             .into(),
         ]);
@@ -86,5 +105,11 @@ mod tests {
         assert_eq!(f.cause, Cause::KeepaliveTimeout);
         assert_eq!(f.value("tcp_keepalive_time"), Some(&7200.into()));
         assert!(f.fix.contains("7200 s"), "{}", f.fix);
+        assert_eq!(f.value("probes_out"), Some(&9.into()));
+        assert!(
+            f.summary.contains("9 keep-alive probes got no reply"),
+            "{}",
+            f.summary
+        );
     }
 }

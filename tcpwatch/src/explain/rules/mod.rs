@@ -16,6 +16,7 @@ pub mod other_reset;
 pub mod paws_reject;
 pub mod peer_reset;
 pub mod peer_restarted;
+pub mod retransmit_timeout;
 pub mod socket_killed;
 pub mod stale_pooled_connection;
 pub mod stray_ack_to_listener;

@@ -42,7 +42,7 @@ impl Rule for StalePooledConnection {
         match reset.event.kind {
             Kind::ResetSent => server_side(ctx, reset),
             Kind::ResetReceived => self.client_side(ctx, reset),
-            Kind::State | Kind::Drop => None,
+            Kind::State | Kind::Drop | Kind::AppError => None,
         }
     }
 }
