@@ -1,6 +1,10 @@
 //! Connection churn: nginx answering every request with `Connection: close`
 //! (keepalive_timeout 0) under wrk, on loopback in the bench's namespace;
-//! requests per second traced against untraced, alternating runs.
+//! requests per second traced against untraced, alternating runs. Traced
+//! twice: as users run it (`--kind all`, explained), and with every program
+//! attached but nothing sent to user space (`--kind reset --no-explain`: the
+//! state events are dropped in the kernel), which separates the programs'
+//! own cost from the ring buffer's and user space's.
 
 use std::{
     fs,
@@ -87,7 +91,17 @@ fn wrk(seconds: u64) -> Result<f64> {
         .with_context(|| format!("no Requests/sec in wrk's output: {text}"))
 }
 
-/// Runs the churn benchmark: `rounds` pairs of untraced and traced runs.
+/// How tcpwatch runs in a traced round.
+const MODES: [(&str, &[&str]); 2] = [
+    ("--kind all (explained)", &["--kind", "all"]),
+    (
+        "--kind reset --no-explain (programs only)",
+        &["--kind", "reset", "--no-explain"],
+    ),
+];
+
+/// Runs the churn benchmark: `rounds` of an untraced run and one traced run
+/// per mode.
 pub fn run(
     tcpwatch: &Path,
     netns: u32,
@@ -98,37 +112,48 @@ pub fn run(
 ) -> Result<()> {
     let _nginx = Nginx::start(dir)?;
     wrk(2)?; // warm up
-    let (mut untraced, mut traced_rates, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
-    let mut storms = 0;
+    let netns = netns.to_string();
+    let mut untraced = Vec::new();
+    let mut traced: Vec<(Vec<f64>, Vec<f64>, u64)> = vec![(Vec::new(), Vec::new(), 0); MODES.len()];
     for _ in 0..rounds {
         untraced.push(wrk(seconds)?);
-        let mut traced =
-            Traced::start(tcpwatch, &["--kind", "all", "--netns", &netns.to_string()])?;
-        traced.reset_window()?;
-        traced_rates.push(wrk(seconds)?);
-        cpu.push(traced.usage()?.cpu_share);
-        storms += super::traced::stat(&traced.stop()?, &["storms"]);
+        for ((_, args), (rates, cpu, storms)) in MODES.iter().zip(traced.iter_mut()) {
+            let mut all = args.to_vec();
+            all.extend(["--netns", netns.as_str()]);
+            let mut run = Traced::start(tcpwatch, &all)?;
+            run.reset_window()?;
+            rates.push(wrk(seconds)?);
+            cpu.push(run.usage()?.cpu_share);
+            *storms += super::traced::stat(&run.stop()?, &["storms"]);
+        }
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let base = mean(&untraced);
+    let rows = MODES
+        .iter()
+        .zip(&traced)
+        .map(|((name, _), (rates, cpu, storms))| {
+            vec![
+                (*name).to_owned(),
+                format!("{base:.0}"),
+                format!("{:.0}", mean(rates)),
+                format!("{:.1}%", 100.0 * mean(rates) / base.max(1.0)),
+                format!("{:.0}%", 100.0 * mean(cpu)),
+                storms.to_string(),
+            ]
+        })
+        .collect();
     report.table(
         &format!("Connection churn: nginx + wrk, Connection: close ({rounds} x {seconds} s each)"),
         &[
+            "tcpwatch",
             "untraced req/s",
             "traced req/s",
             "traced/untraced",
             "tcpwatch CPU (one core)",
             "storms while traced",
         ],
-        vec![vec![
-            format!("{:.0}", mean(&untraced)),
-            format!("{:.0}", mean(&traced_rates)),
-            format!(
-                "{:.1}%",
-                100.0 * mean(&traced_rates) / mean(&untraced).max(1.0)
-            ),
-            format!("{:.0}%", 100.0 * mean(&cpu)),
-            storms.to_string(),
-        ]],
+        rows,
     );
     Ok(())
 }
