@@ -18,8 +18,9 @@ use std::{
 
 use chrono::Utc;
 use netlink_packet_sock_diag::inet::StateFlags;
+use nix::time::{ClockId, clock_gettime};
 use tokio::sync::mpsc as tokio_mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     backlogs::Backlogs,
@@ -48,6 +49,13 @@ const MAX_SOCKETS: usize = 500_000;
 const RESOLVE_CLOSE_WAIT_AFTER_MS: u64 = 5_000;
 /// At most one `/proc` walk for socket owners per this interval.
 const RESOLVE_EVERY: Duration = Duration::from_secs(10);
+/// Share of one CPU a namespace's samples may take. Reading a namespace's
+/// sockets costs in proportion to their number (a server churning connections
+/// holds hundreds of thousands in TIME_WAIT), so a namespace whose sample costs
+/// more than this share of its interval is sampled less often.
+const CPU_BUDGET: f64 = 0.02;
+/// A namespace is sampled at least this often, whatever its samples cost.
+const LONGEST_INTERVAL: Duration = Duration::from_secs(30);
 
 /// A hint from the event stream: namespace `netns` is active and process `pid`
 /// is in it.
@@ -110,14 +118,14 @@ pub fn start(
 ) -> std::io::Result<(Hints, Samples)> {
     let (hints, hint_rx) = mpsc::sync_channel(1024);
     let (sample_tx, samples) = tokio_mpsc::channel(256);
-    let mut sampler = Sampler::new(names, fixed);
+    let mut sampler = Sampler::new(names, fixed, interval);
     sampler.backlogs = backlogs;
-    for sample in sampler.sample_all() {
+    for sample in sampler.sample_all(true) {
         let _ = sample_tx.try_send(sample);
     }
     thread::Builder::new()
         .name("tcpwatch-sampler".into())
-        .spawn(move || sampler.run(interval, &hint_rx, &sample_tx))?;
+        .spawn(move || sampler.run(&hint_rx, &sample_tx))?;
     Ok((
         Hints {
             tx: hints,
@@ -132,6 +140,18 @@ struct Namespace {
     fixed: bool,
     last_active: Instant,
     counters: Option<(Counters, Instant)>,
+    /// When its next periodic sample is due (see [`CPU_BUDGET`]).
+    due: Option<Instant>,
+    /// Its interval was stretched past the configured one (logged once).
+    stretched: bool,
+}
+
+/// How long to wait before sampling again a namespace whose sample took `cost`
+/// of CPU: the configured `interval`, or longer so that samples stay within
+/// [`CPU_BUDGET`], at most [`LONGEST_INTERVAL`].
+fn next_interval(interval: Duration, cost: Duration) -> Duration {
+    let budgeted = cost.div_f64(CPU_BUDGET);
+    interval.max(budgeted.min(LONGEST_INTERVAL))
 }
 
 struct Sampler {
@@ -140,10 +160,12 @@ struct Sampler {
     holders: HashMap<u64, u32>,
     last_resolve: Option<Instant>,
     backlogs: Option<Backlogs>,
+    /// The configured interval between samples.
+    interval: Duration,
 }
 
 impl Sampler {
-    fn new(names: KernelNames, fixed: Vec<(u32, Option<PathBuf>)>) -> Self {
+    fn new(names: KernelNames, fixed: Vec<(u32, Option<PathBuf>)>, interval: Duration) -> Self {
         let now = Instant::now();
         let mut namespaces = BTreeMap::new();
         let fixed = if fixed.is_empty() {
@@ -161,6 +183,8 @@ impl Sampler {
                     fixed: true,
                     last_active: now,
                     counters: None,
+                    due: None,
+                    stretched: false,
                 },
             );
         }
@@ -170,18 +194,15 @@ impl Sampler {
             holders: HashMap::new(),
             last_resolve: None,
             backlogs: None,
+            interval,
         }
     }
 
-    fn run(
-        &mut self,
-        interval: Duration,
-        hints: &Receiver<Message>,
-        out: &tokio_mpsc::Sender<SampleRecord>,
-    ) {
+    fn run(&mut self, hints: &Receiver<Message>, out: &tokio_mpsc::Sender<SampleRecord>) {
+        let interval = self.interval;
         let mut next = Instant::now() + interval;
         loop {
-            match hints.recv_timeout(next.saturating_duration_since(Instant::now())) {
+            let force = match hints.recv_timeout(next.saturating_duration_since(Instant::now())) {
                 Ok(Message::Hint(hint)) => {
                     // A namespace seen for the first time is read at once: its
                     // counters' deltas are counted from this baseline, and what
@@ -194,12 +215,12 @@ impl Sampler {
                     }
                     continue;
                 }
-                Ok(Message::SampleNow) => {}
-                Err(RecvTimeoutError::Timeout) => {}
+                Ok(Message::SampleNow) => true,
+                Err(RecvTimeoutError::Timeout) => false,
                 Err(RecvTimeoutError::Disconnected) => return,
-            }
+            };
             next = Instant::now() + interval;
-            for sample in self.sample_all() {
+            for sample in self.sample_all(force) {
                 if out.blocking_send(sample).is_err() {
                     return;
                 }
@@ -222,6 +243,8 @@ impl Sampler {
                     fixed: false,
                     last_active: now,
                     counters: None,
+                    due: None,
+                    stretched: false,
                 },
             );
         }
@@ -237,11 +260,21 @@ impl Sampler {
         false
     }
 
-    fn sample_all(&mut self) -> Vec<SampleRecord> {
+    /// Samples the namespaces that are due, or all of them when `force`d (at
+    /// start and at stop).
+    fn sample_all(&mut self, force: bool) -> Vec<SampleRecord> {
         let now = Instant::now();
         self.namespaces
             .retain(|_, ns| ns.fixed || now.duration_since(ns.last_active) < ACTIVE_FOR);
-        let wanted: Vec<u32> = self.namespaces.keys().copied().collect();
+        // Ticks come a little late or early: a namespace due within a quarter
+        // of an interval is sampled on this one.
+        let horizon = now + self.interval / 4;
+        let wanted: Vec<u32> = self
+            .namespaces
+            .iter()
+            .filter(|(_, ns)| force || ns.due.is_none_or(|due| due <= horizon))
+            .map(|(id, _)| *id)
+            .collect();
         wanted
             .into_iter()
             .filter_map(|id| self.sample_one(id))
@@ -257,11 +290,44 @@ impl Sampler {
             paths
         };
         match netns::run_in(id, paths, collect) {
-            Ok(raw) => Some(self.build(id, raw)),
+            Ok(raw) => {
+                let started = Instant::now();
+                let cpu = raw.cpu;
+                let sample = self.build(id, raw);
+                self.schedule(id, cpu + started.elapsed());
+                Some(sample)
+            }
             Err(e) => {
                 debug!("sampling netns {id}: {e}");
                 None
             }
+        }
+    }
+
+    /// Sets when namespace `id` is due again, its last sample having cost
+    /// `cost` of CPU; says so once if that is later than the configured
+    /// interval.
+    fn schedule(&mut self, id: u32, cost: Duration) {
+        let Some(ns) = self.namespaces.get_mut(&id) else {
+            return;
+        };
+        let next = next_interval(self.interval, cost);
+        ns.due = Some(Instant::now() + next);
+        if next > self.interval && !ns.stretched {
+            ns.stretched = true;
+            info!(
+                "network namespace {id}: one sample of its sockets took {:.0} ms of CPU; sampling it every {:.1} s instead of every {:.1} s, to stay within {:.0}% of a CPU",
+                cost.as_secs_f64() * 1000.0,
+                next.as_secs_f64(),
+                self.interval.as_secs_f64(),
+                CPU_BUDGET * 100.0
+            );
+        } else if next <= self.interval && ns.stretched {
+            ns.stretched = false;
+            info!(
+                "network namespace {id}: sampling it every {:.1} s again",
+                self.interval.as_secs_f64()
+            );
         }
     }
 
@@ -378,6 +444,9 @@ impl Sampler {
 
 /// What one visit to a namespace reads.
 struct Raw {
+    /// CPU the namespace thread spent reading it (its own and the kernel's,
+    /// in its system calls).
+    cpu: Duration,
     counters: Counters,
     sysctls: BTreeMap<String, String>,
     sockstat: Sockstat,
@@ -386,6 +455,7 @@ struct Raw {
 
 /// Runs inside the namespace.
 fn collect() -> Result<Raw, String> {
+    let started = thread_cpu();
     let mut counters = Counters::new();
     for file in ["netstat", "snmp"] {
         let text = fs::read_to_string(format!("/proc/thread-self/net/{file}"))
@@ -407,12 +477,19 @@ fn collect() -> Result<Raw, String> {
     )?;
     let mut sockets: Vec<DiagSocket> = all.sockets.into_iter().filter(|s| s.state != 8).collect();
     sockets.extend(waiting.sockets);
+    let sysctls = sysctls::read();
     Ok(Raw {
+        cpu: thread_cpu().saturating_sub(started),
         counters,
-        sysctls: sysctls::read(),
+        sysctls,
         sockstat,
         sockets,
     })
+}
+
+/// CPU time of the calling thread (zero if the clock cannot be read).
+fn thread_cpu() -> Duration {
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(Duration::ZERO, Duration::from)
 }
 
 /// Paths into namespace `id` found by walking `/proc` (a `--netns` inode no
@@ -464,4 +541,28 @@ fn process_fds(pid: u32) -> Option<ProcessFds> {
         fds,
         fd_limit,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_costly_sample_stretches_the_interval_within_bounds() {
+        let second = Duration::from_secs(1);
+        // Cheap: the configured interval.
+        assert_eq!(next_interval(second, Duration::from_millis(5)), second);
+        // 100 ms of CPU at 2%: every 5 s.
+        assert_eq!(
+            next_interval(second, Duration::from_millis(100)),
+            Duration::from_secs(5)
+        );
+        // Never past the longest interval, never below the configured one.
+        assert_eq!(
+            next_interval(second, Duration::from_secs(5)),
+            LONGEST_INTERVAL
+        );
+        let minute = Duration::from_secs(60);
+        assert_eq!(next_interval(minute, Duration::from_secs(5)), minute);
+    }
 }

@@ -36,27 +36,26 @@ pub fn summarise(sockets: &[DiagSocket], names: &KernelNames) -> Summary {
             .state(state)
             .map_or_else(|| state.to_string(), str::to_owned)
     };
+    // Counted by state number and named once at the end: a busy server has
+    // hundreds of thousands of TIME_WAIT sockets, and nothing per socket may
+    // allocate.
+    let number = |wanted: &str| (0..=u8::MAX).find(|&n| names.state(n) == Some(wanted));
+    let (time_wait, close_wait, listen) =
+        (number("TIME_WAIT"), number("CLOSE_WAIT"), number("LISTEN"));
     let mut summary = Summary::default();
-    let mut ports: HashMap<u16, BTreeMap<String, u32>> = HashMap::new();
+    let mut per_state = [0u32; 256];
+    let mut per_port: HashMap<(u16, u8), u32> = HashMap::new();
     let mut destinations: HashMap<std::net::SocketAddr, u32> = HashMap::new();
     for s in sockets {
-        let state = name(s.state);
-        *summary.states.entry(state.clone()).or_default() += 1;
-        match state.as_str() {
-            "TIME_WAIT" | "CLOSE_WAIT" => {
-                *ports
-                    .entry(s.local.port())
-                    .or_default()
-                    .entry(state.clone())
-                    .or_default() += 1;
-            }
-            _ => {}
+        let state = Some(s.state);
+        per_state[usize::from(s.state)] += 1;
+        if state == time_wait || state == close_wait {
+            *per_port.entry((s.local.port(), s.state)).or_default() += 1;
         }
-        if state == "TIME_WAIT" {
+        if state == time_wait {
             *destinations.entry(s.remote).or_default() += 1;
-        }
-        match state.as_str() {
-            "LISTEN" => summary.listeners.push((
+        } else if state == listen {
+            summary.listeners.push((
                 Listener {
                     local: s.local.to_string(),
                     queue: s.recv_queue,
@@ -65,8 +64,9 @@ pub fn summarise(sockets: &[DiagSocket], names: &KernelNames) -> Summary {
                     owner: None,
                 },
                 s.inode,
-            )),
-            "CLOSE_WAIT" => summary.close_wait.push((
+            ));
+        } else if state == close_wait {
+            summary.close_wait.push((
                 CloseWait {
                     local: s.local.to_string(),
                     remote: s.remote.to_string(),
@@ -75,9 +75,17 @@ pub fn summarise(sockets: &[DiagSocket], names: &KernelNames) -> Summary {
                     owner: None,
                 },
                 s.inode,
-            )),
-            _ => {}
+            ));
         }
+    }
+    for (state, n) in (0..=u8::MAX).zip(per_state) {
+        if n > 0 {
+            summary.states.insert(name(state), n);
+        }
+    }
+    let mut ports: HashMap<u16, BTreeMap<String, u32>> = HashMap::new();
+    for ((port, state), n) in per_port {
+        ports.entry(port).or_default().insert(name(state), n);
     }
     let mut ports: Vec<PortSockets> = ports
         .into_iter()
