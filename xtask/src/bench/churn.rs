@@ -1,10 +1,12 @@
 //! Connection churn: nginx answering every request with `Connection: close`
 //! (keepalive_timeout 0) under wrk, on loopback in the bench's namespace;
 //! requests per second traced against untraced, alternating runs. Traced
-//! twice: as users run it (`--kind all`, explained), and with every program
-//! attached but nothing sent to user space (`--kind reset --no-explain`: the
-//! state events are dropped in the kernel), which separates the programs'
-//! own cost from the ring buffer's and user space's.
+//! three ways: as users run it by default (`tcpwatch trace`: resets and
+//! findings shown, every transition collected for the explanations), recording
+//! every transition (`--kind all`, each printed as JSON), and with every
+//! program attached but nothing sent to user space (`--kind reset
+//! --no-explain`: the state events are dropped in the kernel), which separates
+//! the programs' own cost from the ring buffer's and user space's.
 
 use std::{
     fs,
@@ -92,8 +94,9 @@ fn wrk(seconds: u64) -> Result<f64> {
 }
 
 /// How tcpwatch runs in a traced round.
-const MODES: [(&str, &[&str]); 2] = [
-    ("--kind all (explained)", &["--kind", "all"]),
+const MODES: [(&str, &[&str]); 3] = [
+    ("default (resets and findings shown)", &[]),
+    ("--kind all (every transition printed)", &["--kind", "all"]),
     (
         "--kind reset --no-explain (programs only)",
         &["--kind", "reset", "--no-explain"],
