@@ -33,7 +33,7 @@ use crate::{
     attrib::{
         census,
         netns::{self, OWN_NETNS},
-        sock_diag::{self, DiagSocket, Query},
+        sock_diag::{self, Query},
     },
     events::model::{Process, SCHEMA_VERSION},
     probes::kernel_enums::KernelNames,
@@ -142,8 +142,10 @@ struct Namespace {
     counters: Option<(Counters, Instant)>,
     /// When its next periodic sample is due (see [`CPU_BUDGET`]).
     due: Option<Instant>,
-    /// Its interval was stretched past the configured one (logged once).
+    /// Its interval is stretched past the configured one.
     stretched: bool,
+    /// That has been logged (once per namespace).
+    told: bool,
 }
 
 /// How long to wait before sampling again a namespace whose sample took `cost`
@@ -185,6 +187,7 @@ impl Sampler {
                     counters: None,
                     due: None,
                     stretched: false,
+                    told: false,
                 },
             );
         }
@@ -245,6 +248,7 @@ impl Sampler {
                     counters: None,
                     due: None,
                     stretched: false,
+                    told: false,
                 },
             );
         }
@@ -289,13 +293,11 @@ impl Sampler {
         } else {
             paths
         };
-        match netns::run_in(id, paths, collect) {
+        let names = self.names.clone();
+        match netns::run_in(id, paths, move || collect(&names)) {
             Ok(raw) => {
-                let started = Instant::now();
-                let cpu = raw.cpu;
-                let sample = self.build(id, raw);
-                self.schedule(id, cpu + started.elapsed());
-                Some(sample)
+                self.schedule(id, raw.cpu);
+                Some(self.build(id, raw))
             }
             Err(e) => {
                 debug!("sampling netns {id}: {e}");
@@ -305,16 +307,18 @@ impl Sampler {
     }
 
     /// Sets when namespace `id` is due again, its last sample having cost
-    /// `cost` of CPU; says so once if that is later than the configured
-    /// interval.
+    /// `cost` of CPU. The first time that is later than the configured
+    /// interval it is logged; later changes only at debug level (the cost
+    /// moves with the number of sockets, and the journal must not flap).
     fn schedule(&mut self, id: u32, cost: Duration) {
         let Some(ns) = self.namespaces.get_mut(&id) else {
             return;
         };
         let next = next_interval(self.interval, cost);
         ns.due = Some(Instant::now() + next);
-        if next > self.interval && !ns.stretched {
-            ns.stretched = true;
+        let stretched = next > self.interval;
+        if stretched && !ns.told {
+            ns.told = true;
             info!(
                 "network namespace {id}: one sample of its sockets took {:.0} ms of CPU; sampling it every {:.1} s instead of every {:.1} s, to stay within {:.0}% of a CPU",
                 cost.as_secs_f64() * 1000.0,
@@ -322,13 +326,14 @@ impl Sampler {
                 self.interval.as_secs_f64(),
                 CPU_BUDGET * 100.0
             );
-        } else if next <= self.interval && ns.stretched {
-            ns.stretched = false;
-            info!(
-                "network namespace {id}: sampling it every {:.1} s again",
-                self.interval.as_secs_f64()
+        } else if stretched != ns.stretched {
+            debug!(
+                "network namespace {id}: sample cost {:.1} ms of CPU; next in {:.1} s",
+                cost.as_secs_f64() * 1000.0,
+                next.as_secs_f64()
             );
         }
+        ns.stretched = stretched;
     }
 
     fn build(&mut self, id: u32, raw: Raw) -> SampleRecord {
@@ -348,7 +353,7 @@ impl Sampler {
             destinations,
             listeners,
             close_wait,
-        } = sockets::summarise(&raw.sockets, &self.names);
+        } = raw.summary;
         // Listeners worth an owner: those with connections waiting, and all of
         // them when some accept queue overflowed since the previous sample (on
         // a slow machine the queue may have drained again by now).
@@ -444,17 +449,17 @@ impl Sampler {
 
 /// What one visit to a namespace reads.
 struct Raw {
-    /// CPU the namespace thread spent reading it (its own and the kernel's,
-    /// in its system calls).
+    /// CPU the namespace thread spent reading and summarising it (its own and
+    /// the kernel's, in its system calls).
     cpu: Duration,
     counters: Counters,
     sysctls: BTreeMap<String, String>,
     sockstat: Sockstat,
-    sockets: Vec<DiagSocket>,
+    summary: Summary,
 }
 
 /// Runs inside the namespace.
-fn collect() -> Result<Raw, String> {
+fn collect(names: &KernelNames) -> Result<Raw, String> {
     let started = thread_cpu();
     let mut counters = Counters::new();
     for file in ["netstat", "snmp"] {
@@ -465,25 +470,29 @@ fn collect() -> Result<Raw, String> {
     let sockstat = fs::read_to_string("/proc/thread-self/net/sockstat")
         .map(|t| parse_sockstat(&t))
         .unwrap_or_default();
-    let all = sock_diag::dump(Query::all(), MAX_SOCKETS)?;
+    let mut sockets = sock_diag::dump(Query::all(), MAX_SOCKETS)?.sockets;
     // CLOSE_WAIT sockets again, with tcp_info for how long they have waited.
-    let close_wait = StateFlags::from_bits_truncate(1 << 8);
-    let waiting = sock_diag::dump(
-        Query {
-            states: close_wait,
-            tcp_info: true,
-        },
-        sockets::MAX_CLOSE_WAIT * 4,
-    )?;
-    let mut sockets: Vec<DiagSocket> = all.sockets.into_iter().filter(|s| s.state != 8).collect();
-    sockets.extend(waiting.sockets);
+    if let Some(close_wait) = names.state_number("CLOSE_WAIT") {
+        let waiting = sock_diag::dump(
+            Query {
+                states: StateFlags::from_bits_truncate(
+                    1u32.checked_shl(u32::from(close_wait)).unwrap_or(0),
+                ),
+                tcp_info: true,
+            },
+            sockets::MAX_CLOSE_WAIT * 4,
+        )?;
+        sockets.retain(|s| s.state != close_wait);
+        sockets.extend(waiting.sockets);
+    }
+    let summary = sockets::summarise(&sockets, names);
     let sysctls = sysctls::read();
     Ok(Raw {
         cpu: thread_cpu().saturating_sub(started),
         counters,
         sysctls,
         sockstat,
-        sockets,
+        summary,
     })
 }
 

@@ -39,7 +39,7 @@ pub fn summarise(sockets: &[DiagSocket], names: &KernelNames) -> Summary {
     // Counted by state number and named once at the end: a busy server has
     // hundreds of thousands of TIME_WAIT sockets, and nothing per socket may
     // allocate.
-    let number = |wanted: &str| (0..=u8::MAX).find(|&n| names.state(n) == Some(wanted));
+    let number = |name: &str| names.state_number(name);
     let (time_wait, close_wait, listen) =
         (number("TIME_WAIT"), number("CLOSE_WAIT"), number("LISTEN"));
     let mut summary = Summary::default();

@@ -187,6 +187,13 @@ impl KernelNames {
         self.states.get(&number).map(String::as_str)
     }
 
+    /// The number of state `name` (`TIME_WAIT`, ...) on this kernel.
+    pub fn state_number(&self, name: &str) -> Option<u8> {
+        self.states
+            .iter()
+            .find_map(|(number, n)| (n == name).then_some(*number))
+    }
+
     /// `NO_SOCKET`, `TCP_ABORT_ON_CLOSE`, ... for a raw `sk_rst_reason`.
     pub fn reason(&self, raw: u32) -> Option<&str> {
         self.reasons.get(&raw).map(String::as_str)
