@@ -272,8 +272,8 @@ pub struct PipelineArgs {
     #[arg(long)]
     pub no_census: bool,
     /// How often the active network namespaces are sampled (counters, sysctls,
-    /// socket states) for the explanations; a namespace whose sample costs
-    /// more than 2% of a CPU over this interval is sampled less often.
+    /// socket states) for the explanations; a namespace whose socket dump
+    /// costs more than 5% of a CPU over this interval is sampled less often.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_sample_interval)]
     pub sample_interval: Duration,
 }
