@@ -11,7 +11,10 @@ use std::{
     collections::{BTreeMap, HashMap},
     fs,
     path::{Path, PathBuf},
-    sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender},
+    sync::{
+        Arc,
+        mpsc::{self, Receiver, RecvTimeoutError, SyncSender},
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -148,6 +151,21 @@ struct Namespace {
     told: bool,
 }
 
+impl Namespace {
+    /// A namespace not sampled yet, active `now`.
+    fn new(paths: Vec<PathBuf>, fixed: bool, now: Instant) -> Self {
+        Self {
+            paths,
+            fixed,
+            last_active: now,
+            counters: None,
+            due: None,
+            stretched: false,
+            told: false,
+        }
+    }
+}
+
 /// How long to wait before sampling again a namespace whose sample took `cost`
 /// of CPU: the configured `interval`, or longer so that samples stay within
 /// [`CPU_BUDGET`], at most [`LONGEST_INTERVAL`].
@@ -157,7 +175,8 @@ fn next_interval(interval: Duration, cost: Duration) -> Duration {
 }
 
 struct Sampler {
-    names: KernelNames,
+    /// Shared with each namespace thread, which names the states it counts.
+    names: Arc<KernelNames>,
     namespaces: BTreeMap<u32, Namespace>,
     holders: HashMap<u64, u32>,
     last_resolve: Option<Instant>,
@@ -178,21 +197,10 @@ impl Sampler {
             fixed
         };
         for (ns, path) in fixed {
-            namespaces.insert(
-                ns,
-                Namespace {
-                    paths: path.into_iter().collect(),
-                    fixed: true,
-                    last_active: now,
-                    counters: None,
-                    due: None,
-                    stretched: false,
-                    told: false,
-                },
-            );
+            namespaces.insert(ns, Namespace::new(path.into_iter().collect(), true, now));
         }
         Self {
-            names,
+            names: Arc::new(names),
             namespaces,
             holders: HashMap::new(),
             last_resolve: None,
@@ -239,18 +247,8 @@ impl Sampler {
             if self.namespaces.len() >= MAX_NAMESPACES {
                 return false;
             }
-            self.namespaces.insert(
-                hint.netns,
-                Namespace {
-                    paths: Vec::new(),
-                    fixed: false,
-                    last_active: now,
-                    counters: None,
-                    due: None,
-                    stretched: false,
-                    told: false,
-                },
-            );
+            self.namespaces
+                .insert(hint.netns, Namespace::new(Vec::new(), false, now));
         }
         if let Some(ns) = self.namespaces.get_mut(&hint.netns) {
             ns.last_active = now;
@@ -293,7 +291,7 @@ impl Sampler {
         } else {
             paths
         };
-        let names = self.names.clone();
+        let names = Arc::clone(&self.names);
         match netns::run_in(id, paths, move || collect(&names)) {
             Ok(raw) => {
                 self.schedule(id, raw.cpu);
